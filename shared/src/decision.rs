@@ -1,0 +1,122 @@
+//! What a function intends to do, and why: plain data, easy to log, test and audit.
+
+use serde::Serialize;
+
+/// Why nothing was done. The code is stable (metrics and queries group by it); the detail is
+/// for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SkipCode {
+    /// The alarm did not move into ALARM (OK, INSUFFICIENT_DATA, ALARM → ALARM).
+    NotAlarmTransition,
+    /// The alarm watches a namespace this function does not handle.
+    WrongNamespace,
+    /// The event does not name the resource this function needs.
+    NoTarget,
+    /// The resource named by the event does not exist.
+    TargetNotFound,
+    /// The resource is in a state in which acting makes no sense (stopped, terminated, …).
+    TargetNotEligible,
+    /// The resource does not carry the opt-in tag.
+    NotOptedIn,
+    /// The kill switch is off: functions only audit.
+    KillSwitch,
+    /// Outside the configured execution window.
+    OutsideWindow,
+    /// The same target was acted on too recently.
+    Cooldown,
+    /// The target hit its cap of actions in the window: a person must look.
+    TargetCapReached,
+    /// The function hit its cap of actions this hour.
+    BlastRadius,
+    /// Nothing needs doing: the resource is already as it should be.
+    NothingToDo,
+    /// The resource is already at a bound (for example a group at its maximum size).
+    AtBound,
+    /// Another change is already in progress on the resource.
+    ChangeInProgress,
+    /// There is no trustworthy value to check against.
+    Unverifiable,
+    /// The metric history shows this is a normal pattern, not an incident.
+    ExpectedPattern,
+    /// This exact piece of work was already done (idempotency).
+    AlreadyDone,
+}
+
+impl SkipCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotAlarmTransition => "not-alarm-transition",
+            Self::WrongNamespace => "wrong-namespace",
+            Self::NoTarget => "no-target",
+            Self::TargetNotFound => "target-not-found",
+            Self::TargetNotEligible => "target-not-eligible",
+            Self::NotOptedIn => "not-opted-in",
+            Self::KillSwitch => "kill-switch",
+            Self::OutsideWindow => "outside-window",
+            Self::Cooldown => "cooldown",
+            Self::TargetCapReached => "target-cap-reached",
+            Self::BlastRadius => "blast-radius",
+            Self::NothingToDo => "nothing-to-do",
+            Self::AtBound => "at-bound",
+            Self::ChangeInProgress => "change-in-progress",
+            Self::Unverifiable => "unverifiable",
+            Self::ExpectedPattern => "expected-pattern",
+            Self::AlreadyDone => "already-done",
+        }
+    }
+
+    /// Refusals an operator must hear about: a cap stopped the automation.
+    pub fn needs_escalation(self) -> bool {
+        matches!(self, Self::TargetCapReached | Self::BlastRadius)
+    }
+}
+
+impl std::fmt::Display for SkipCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkipReason {
+    pub code: SkipCode,
+    pub detail: String,
+}
+
+impl SkipReason {
+    pub fn new(code: SkipCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.detail)
+    }
+}
+
+/// What a function's `decide()` returns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision<A> {
+    Act { action: A, reason: String },
+    Skip { reason: SkipReason },
+}
+
+impl<A> Decision<A> {
+    pub fn skip(code: SkipCode, detail: impl Into<String>) -> Self {
+        Self::Skip {
+            reason: SkipReason::new(code, detail),
+        }
+    }
+
+    pub fn act(action: A, reason: impl Into<String>) -> Self {
+        Self::Act {
+            action,
+            reason: reason.into(),
+        }
+    }
+}
