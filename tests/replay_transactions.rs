@@ -1,0 +1,1 @@
+//! replay-transactions integration tests (written with the function).

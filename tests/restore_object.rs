@@ -1,0 +1,1 @@
+//! restore-object integration tests (written with the function).

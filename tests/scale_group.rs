@@ -1,0 +1,1 @@
+//! scale-group integration tests (written with the function).
