@@ -205,17 +205,7 @@ impl Auditor {
     /// Logs, measures and notifies one record. Notification failures are logged and counted,
     /// never raised: the decision already happened and a retry would repeat it.
     pub async fn record(&self, rec: &AuditRecord) {
-        tracing::info!(
-            function = %rec.function,
-            request_id = %rec.request_id,
-            trigger = %rec.trigger,
-            target = %rec.target,
-            decision = rec.decision.as_str(),
-            code = %rec.code,
-            reason = %rec.reason,
-            details = %rec.details,
-            "audit"
-        );
+        telemetry::emit_raw(&log_line(rec));
         let mut notify_failed = false;
         if rec.notify_worthy() {
             if let Some(n) = &self.notifier {
@@ -229,6 +219,28 @@ impl Auditor {
         }
         telemetry::emit_raw(&emf_line(rec, notify_failed));
     }
+}
+
+/// The audit log line: the record's fields at the top level (details as a nested object, so
+/// Logs Insights can filter on `details.*`), plus `level` and `message` like every log line.
+pub fn log_line(rec: &AuditRecord) -> String {
+    let mut v = serde_json::to_value(rec).unwrap_or_else(|_| json!({}));
+    if let Value::Object(m) = &mut v {
+        m.insert(
+            "timestamp".into(),
+            json!(rec.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        );
+        m.insert(
+            "level".into(),
+            json!(if rec.decision == Outcome::Failed {
+                "ERROR"
+            } else {
+                "INFO"
+            }),
+        );
+        m.insert("message".into(), json!("audit"));
+    }
+    v.to_string()
 }
 
 /// SNS subjects are ASCII, at most 100 characters.
@@ -328,6 +340,25 @@ mod tests {
         );
         let body: Value = serde_json::from_str(&sent[0].1).unwrap();
         assert_eq!(body["decision"], "acted");
+    }
+
+    #[test]
+    fn log_line_carries_the_required_fields() {
+        let r = base().detail("alarm", "a").acted("rebooted");
+        let v: Value = serde_json::from_str(&log_line(&r)).unwrap();
+        for key in [
+            "function",
+            "target",
+            "decision",
+            "reason",
+            "request_id",
+            "timestamp",
+            "level",
+        ] {
+            assert!(v.get(key).is_some(), "{key} missing in {v}");
+        }
+        assert_eq!(v["details"]["alarm"], "a");
+        assert_eq!(v["message"], "audit");
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod alarm;
 pub mod audit;
 pub mod aws;
 pub mod decision;
+pub mod groups;
 pub mod guard;
 pub mod instances;
 pub mod runtime;

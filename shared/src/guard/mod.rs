@@ -231,7 +231,11 @@ mod tests {
     #[tokio::test]
     async fn pipeline_order() {
         let l = Arc::new(MemoryLedger::new());
-        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [(&'a str, &'a str)], Option<SkipCode>);
+        type Case<'a> = (
+            &'a [(&'a str, &'a str)],
+            &'a [(&'a str, &'a str)],
+            Option<SkipCode>,
+        );
         let cases: &[Case] = &[
             (
                 &[("SELFHEAL_ENABLED", "false")],
