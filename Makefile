@@ -5,9 +5,16 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 VENV    := .venv
 STAMP   := $(VENV)/.installed
+# aws-sam-cli and checkov each pin dependencies that conflict with moto's and with each
+# other's, so each lives in a venv of its own.
+SAM_VENV     := .venv-sam
+CHECKOV_VENV := .venv-checkov
+ARCH    ?= x86_64
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export SAM_CLI_TELEMETRY := 0
+FUNCTIONS := reboot-instance restore-object replay-transactions scale-group
 
-.PHONY: help setup demo test unit integration lint fmt template-check bench build clean
+.PHONY: help setup setup-iac demo test unit integration lint fmt template-check bench eval build clean
 
 help:
 	@echo "make demo    start the AWS emulator, run every function through the Lambda runtime emulator, show before/after"
@@ -22,6 +29,18 @@ $(STAMP): requirements.txt requirements.lock
 	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements.txt -c requirements.lock
 	touch $@
 
+setup-iac: $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
+
+$(SAM_VENV)/.installed: tools/sam.txt tools/sam.lock
+	python3 -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --disable-pip-version-check -q -r tools/sam.txt -c tools/sam.lock
+	touch $@
+
+$(CHECKOV_VENV)/.installed: tools/checkov.txt tools/checkov.lock
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --disable-pip-version-check -q -r tools/checkov.txt -c tools/checkov.lock
+	touch $@
+
 fmt:
 	cargo fmt --all
 
@@ -29,8 +48,13 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-template-check: setup
+# Template checks need no AWS account: a region and dummy credentials are enough.
+template-check: setup setup-iac
 	cfn-lint template.yaml
+	AWS_ACCESS_KEY_ID=dummy AWS_SECRET_ACCESS_KEY=dummy AWS_DEFAULT_REGION=us-east-1 \
+	  $(SAM_VENV)/bin/sam validate --lint --region us-east-1 --template template.yaml
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --quiet --compact \
+	  --skip-download --config-file tools/checkov.yaml
 
 # Unit tests need no AWS; integration tests get a fresh emulator that is always stopped.
 test: setup lint template-check
@@ -44,6 +68,32 @@ integration: setup
 
 demo: setup
 	scripts/with-moto.sh --state .moto/demo $(VENV)/bin/python scripts/demo.py
+
+# Release packages, one zip per function: target/lambda/<function>/bootstrap.zip. Only the
+# host target (x86_64) is installed here; arm64 needs the aarch64 target in your rustup and
+# never triggers a download.
+build: setup
+	@case "$(ARCH)" in \
+	  x86_64) triple=x86_64-unknown-linux-gnu ;; \
+	  arm64)  triple=aarch64-unknown-linux-gnu ;; \
+	  *) echo "ARCH must be x86_64 or arm64, not $(ARCH)" >&2; exit 2 ;; \
+	esac; \
+	if ! rustup target list --installed 2>/dev/null | grep -qx "$$triple"; then \
+	  echo "make build ARCH=$(ARCH): the Rust target $$triple is not installed in this toolchain." >&2; \
+	  echo "Install it yourself (rustup target add $$triple) on a machine that may download toolchains, or use ARCH=x86_64." >&2; \
+	  exit 2; \
+	fi; \
+	compiler=cargo; [ "$(ARCH)" = arm64 ] && [ "$$(uname -m)" != aarch64 ] && compiler=cargo-zigbuild; \
+	cargo lambda build --release --compiler $$compiler --target $$triple --output-format zip $(addprefix --bin ,$(FUNCTIONS)); \
+	for f in $(FUNCTIONS); do printf '%-22s %s bytes\n' "$$f" "$$(stat -c %s target/lambda/$$f/bootstrap.zip)"; done
+
+# Benchmarks (never fail on timing): writes bench/RESULTS.md.
+bench: setup
+	scripts/with-moto.sh --state .moto/bench $(VENV)/bin/python bench/run.py
+
+# The AI evaluation: replays labelled synthetic traces, writes eval/results/.
+eval:
+	cargo run --release -p selfheal-eval -- --out eval/results
 
 clean:
 	rm -rf .moto target/lambda

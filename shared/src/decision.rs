@@ -41,6 +41,9 @@ pub enum SkipCode {
     ExpectedPattern,
     /// This exact piece of work was already done (idempotency).
     AlreadyDone,
+    /// An earlier item of the same ordered group (an SQS FIFO message group) could not be
+    /// handled; this one waits for it, to keep the order.
+    HeldBack,
 }
 
 impl SkipCode {
@@ -63,6 +66,7 @@ impl SkipCode {
             Self::Unverifiable => "unverifiable",
             Self::ExpectedPattern => "expected-pattern",
             Self::AlreadyDone => "already-done",
+            Self::HeldBack => "held-back",
         }
     }
 

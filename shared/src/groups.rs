@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use async_trait::async_trait;
+/// Re-exported so that other implementations of [`Groups`] (test doubles, wrappers) need no
+/// dependency of their own.
+pub use async_trait::async_trait;
 use aws_sdk_autoscaling::types::ScalingActivityStatusCode;
 use serde::Serialize;
 

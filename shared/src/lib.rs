@@ -2,12 +2,22 @@
 //! guardrails pipeline, audit records, AWS configuration and the ports behind which AWS sits.
 
 pub mod alarm;
+pub mod anomaly;
 pub mod audit;
+pub mod checksums;
+pub mod cursors;
 pub mod aws;
 pub mod decision;
+pub mod forecast;
 pub mod groups;
 pub mod guard;
+pub mod idempotency;
 pub mod instances;
+pub mod metrics;
+pub mod parking;
+pub mod processed;
+pub mod queues;
+pub mod objects;
 pub mod runtime;
 pub mod telemetry;
 
