@@ -246,7 +246,8 @@ struct AlarmDocument {
     previous_state: Option<StateDoc>,
     #[serde(default)]
     configuration: ConfigurationDoc,
-    #[serde(default)]
+    /// EventBridge carries alarm tags as `alarmTags` when tag propagation is on.
+    #[serde(default, alias = "alarmTags")]
     tags: Option<Value>,
 }
 
@@ -443,7 +444,7 @@ struct SnsNotification {
     trigger: Option<TriggerDoc>,
     #[serde(default)]
     alarm_rule: Option<String>,
-    #[serde(default)]
+    #[serde(default, alias = "AlarmTags")]
     tags: Option<Value>,
 }
 
@@ -957,6 +958,13 @@ mod tests {
             parse_alarms(&bad_sns),
             Err(AlarmParseError::SnsRecord { index: 0, .. })
         ));
+    }
+
+    #[test]
+    fn alarm_tags_are_read() {
+        let mut ev = eventbridge("ALARM", "OK", json!([]));
+        ev["detail"]["alarmTags"] = json!({"selfheal:scale": "in"});
+        assert_eq!(parse_alarms(&ev).unwrap()[0].tags.get("selfheal:scale").map(String::as_str), Some("in"));
     }
 
     #[test]

@@ -1,4 +1,729 @@
-//! scale-group: not implemented yet (see its issue). Only the crate skeleton exists so the workspace
-//! builds while the function is written.
+//! scale-group: a CloudWatch alarm went into ALARM → resize its Auto Scaling group, by as much
+//! as the breach is severe, within the group's bounds and the guardrails.
+//!
+//! The flow: [`plan`] (which group, which direction, what max step; pure, from the alarm and
+//! the settings) → the group's facts (through the [`Groups`] port) → [`severity_step`] (how
+//! many instances; pure, swappable for another sizing method) → [`decide`] (pure: bounds,
+//! in-progress activities, opt-in) → guardrails → `SetDesiredCapacity` → read back → audit.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use selfheal::audit::AuditBuilder;
+use selfheal::groups::{AutoScalingGroups, GroupFacts, Groups};
+use selfheal::guard::ConfigError;
+use selfheal::runtime::alarms_or_reject;
+use selfheal::{
+    Alarm, AlarmState, AuditRecord, Common, Decision, Function, HandlerError, Invocation, Options,
+    Response, SkipCode, SkipReason, Target, Verdict,
+};
 
 pub const FUNCTION: &str = "scale-group";
+
+/// The alarm dimension that names the group (as on `AWS/EC2` and `AWS/AutoScaling` metrics).
+pub const GROUP_DIMENSION: &str = "AutoScalingGroupName";
+/// Alarm tag naming the group when the alarm has no `AutoScalingGroupName` dimension.
+pub const GROUP_TAG: &str = "selfheal:group";
+/// Alarm tag giving the direction and, optionally, the max step: `out`, `in`, `out:2`.
+pub const SCALE_TAG: &str = "selfheal:scale";
+
+/// Default bound on one change, in instances.
+pub const DEFAULT_MAX_STEP: u32 = 4;
+
+/// Which way to resize.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    Out,
+    In,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Out => "out",
+            Self::In => "in",
+        }
+    }
+}
+
+/// What one alarm asks for: a direction, and optionally its own max step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScaleRule {
+    pub direction: Direction,
+    pub max_step: Option<u32>,
+}
+
+impl ScaleRule {
+    /// `out`, `in`, `out:2`, `in:1` (also `scale-out`, `up`, `down`, ...). A max step of 0
+    /// is refused: it would make the alarm a no-op in disguise.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (dir, step) = match s.trim().split_once(':') {
+            Some((d, n)) => (d.trim(), Some(n.trim())),
+            None => (s.trim(), None),
+        };
+        let direction = match dir.to_ascii_lowercase().as_str() {
+            "out" | "scale-out" | "up" => Direction::Out,
+            "in" | "scale-in" | "down" => Direction::In,
+            _ => return None,
+        };
+        let max_step = match step {
+            None => None,
+            Some(n) => Some(n.parse::<u32>().ok().filter(|n| *n > 0)?),
+        };
+        Some(Self {
+            direction,
+            max_step,
+        })
+    }
+}
+
+/// Settings of this function beyond the shared guardrails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `SELFHEAL_SCALE_MAX_STEP`: the most instances one alarm adds or removes (default 4).
+    pub max_step: u32,
+    /// `SELFHEAL_SCALE_GROUPS`: `alarm-name=group-name,...`, for alarms without an
+    /// `AutoScalingGroupName` dimension or `selfheal:group` tag.
+    pub groups: BTreeMap<String, String>,
+    /// `SELFHEAL_SCALE_RULES`: `alarm-name=out|in[:max-step],...`; alarms not listed (and
+    /// without a `selfheal:scale` tag) scale out.
+    pub rules: BTreeMap<String, ScaleRule>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_step: DEFAULT_MAX_STEP,
+            groups: BTreeMap::new(),
+            rules: BTreeMap::new(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let max_step = match get("SELFHEAL_SCALE_MAX_STEP") {
+            None => DEFAULT_MAX_STEP,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or(ConfigError::Invalid {
+                    name: "SELFHEAL_SCALE_MAX_STEP",
+                    value: v,
+                    expected: "a whole number of instances, at least 1",
+                })?,
+        };
+        let groups = match get("SELFHEAL_SCALE_GROUPS") {
+            None => BTreeMap::new(),
+            Some(v) => pairs(&v)
+                .map(|e| e.map(|(k, g)| (k.to_string(), g.to_string())))
+                .collect::<Option<_>>()
+                .ok_or(ConfigError::Invalid {
+                    name: "SELFHEAL_SCALE_GROUPS",
+                    value: v,
+                    expected: "alarm-name=group-name pairs separated by commas",
+                })?,
+        };
+        let rules = match get("SELFHEAL_SCALE_RULES") {
+            None => BTreeMap::new(),
+            Some(v) => pairs(&v)
+                .map(|e| e.and_then(|(k, r)| Some((k.to_string(), ScaleRule::parse(r)?))))
+                .collect::<Option<_>>()
+                .ok_or(ConfigError::Invalid {
+                    name: "SELFHEAL_SCALE_RULES",
+                    value: v,
+                    expected: "alarm-name=out|in[:max-step] pairs separated by commas",
+                })?,
+        };
+        Ok(Self {
+            max_step,
+            groups,
+            rules,
+        })
+    }
+}
+
+/// `a=b,c=d` → pairs; `None` for an entry without `=` or with an empty side. The value is
+/// split at the last `=` (directions and group names do not contain one).
+fn pairs(v: &str) -> impl Iterator<Item = Option<(&str, &str)>> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let (k, v) = e.rsplit_once('=')?;
+            let (k, v) = (k.trim(), v.trim());
+            (!k.is_empty() && !v.is_empty()).then_some((k, v))
+        })
+}
+
+/// Where a piece of the plan came from (for the audit record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    Dimension,
+    AlarmTag,
+    Setting,
+    Default,
+}
+
+/// What the alarm asks for, before looking at the group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub group: String,
+    pub group_from: Source,
+    pub direction: Direction,
+    pub direction_from: Source,
+    pub max_step: u32,
+}
+
+/// Which group the alarm is about and what it asks for, or why it asks for nothing.
+pub fn plan(alarm: &Alarm, settings: &Settings) -> Result<Plan, SkipReason> {
+    if !alarm.entered_alarm() {
+        let from = alarm
+            .previous_state
+            .as_ref()
+            .map(|s| s.as_str())
+            .unwrap_or("unknown");
+        let why = if alarm.state == AlarmState::Ok {
+            "a recovery does not resize by itself; only a transition into ALARM acts (a \
+             scale-in needs its own alarm, configured as `in`)"
+        } else {
+            "only a transition into ALARM acts"
+        };
+        return Err(SkipReason::new(
+            SkipCode::NotAlarmTransition,
+            format!("alarm {} went {from} → {}; {why}", alarm.name, alarm.state),
+        ));
+    }
+    let named = |v: Option<&String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let (group, group_from) = if let Some(g) = named(alarm.dimensions.get(GROUP_DIMENSION)) {
+        (g, Source::Dimension)
+    } else if let Some(g) = named(alarm.tags.get(GROUP_TAG)) {
+        (g, Source::AlarmTag)
+    } else if let Some(g) = named(settings.groups.get(&alarm.name)) {
+        (g, Source::Setting)
+    } else {
+        return Err(SkipReason::new(
+            SkipCode::NoTarget,
+            format!(
+                "alarm {} names no Auto Scaling group: no {GROUP_DIMENSION} dimension, no \
+                 {GROUP_TAG} tag, and not in SELFHEAL_SCALE_GROUPS",
+                alarm.name
+            ),
+        ));
+    };
+    let (rule, direction_from) = match alarm.tags.get(SCALE_TAG) {
+        Some(t) => match ScaleRule::parse(t) {
+            Some(r) => (r, Source::AlarmTag),
+            None => {
+                return Err(SkipReason::new(
+                    SkipCode::NoTarget,
+                    format!(
+                        "alarm {} has tag {SCALE_TAG}={t:?}; expected out, in, out:N or in:N — \
+                         not guessing a direction",
+                        alarm.name
+                    ),
+                ))
+            }
+        },
+        None => match settings.rules.get(&alarm.name) {
+            Some(r) => (*r, Source::Setting),
+            None => (
+                ScaleRule {
+                    direction: Direction::Out,
+                    max_step: None,
+                },
+                Source::Default,
+            ),
+        },
+    };
+    Ok(Plan {
+        group,
+        group_from,
+        direction: rule.direction,
+        direction_from,
+        max_step: rule.max_step.unwrap_or(settings.max_step),
+    })
+}
+
+/// On which side of the threshold the alarm fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Side {
+    Above,
+    Below,
+}
+
+/// How far past its threshold the alarm's metric is, from the alarm's own numbers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Breach {
+    /// The mean of the recent datapoints (their order differs between alarm shapes; the mean
+    /// does not care, and it damps a single spike).
+    pub metric: f64,
+    pub datapoints: Vec<f64>,
+    pub threshold: f64,
+    pub side: Side,
+    /// Where the side came from: the comparison operator, the reason text, or the values.
+    pub side_from: &'static str,
+}
+
+/// The breach in an alarm's reason data, if it carries enough numbers.
+pub fn breach(alarm: &Alarm) -> Option<Breach> {
+    let e = &alarm.evaluation;
+    let datapoints: Vec<f64> = e
+        .recent_datapoints
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    let metric = mean(&datapoints)?;
+    let comparison = e.comparison.as_deref().unwrap_or_default();
+    let reason = alarm.reason.to_ascii_lowercase();
+    let (side, side_from) = if comparison.contains("GreaterThan") && !comparison.contains("Lower") {
+        (Side::Above, "comparison")
+    } else if comparison.contains("LessThan") && !comparison.contains("Upper") {
+        (Side::Below, "comparison")
+    } else if reason.contains("greater than") && !reason.contains("less than") {
+        (Side::Above, "reason")
+    } else if reason.contains("less than") && !reason.contains("greater than") {
+        (Side::Below, "reason")
+    } else {
+        // An anomaly band alarm fires on either side: the side the metric is on is the one.
+        let upper = mean(&e.recent_upper_thresholds);
+        let side = match (e.threshold, upper) {
+            (Some(t), _) | (None, Some(t)) if metric >= t => Side::Above,
+            _ => Side::Below,
+        };
+        (side, "values")
+    };
+    let threshold = match (e.threshold, side) {
+        (Some(t), _) => t,
+        (None, Side::Above) => mean(&e.recent_upper_thresholds)?,
+        (None, Side::Below) => mean(&e.recent_lower_thresholds)?,
+    };
+    threshold.is_finite().then_some(Breach {
+        metric,
+        datapoints,
+        threshold,
+        side,
+        side_from,
+    })
+}
+
+fn mean(v: &[f64]) -> Option<f64> {
+    let finite: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64)
+}
+
+/// How many instances to add or remove, and the arithmetic behind it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    /// The sizing method (`severity`; other methods may follow).
+    pub method: &'static str,
+    /// Instances to add or remove: at least 1, at most the max step.
+    pub size: u32,
+    pub max_step: u32,
+    /// The desired capacity the method proposed before bounding the step (when it has one).
+    pub proposed: Option<u64>,
+    pub breach: Option<Breach>,
+    /// The arithmetic, for people.
+    pub arithmetic: String,
+}
+
+/// Sizes the change like target tracking does: the capacity that would bring the metric back
+/// to the threshold if load spread evenly, `ceil(desired × metric / threshold)` for an alarm
+/// above its threshold (`threshold / metric` below it); scaling in divides instead. The change
+/// is then bounded to `1..=max_step`. Without usable numbers the step is 1.
+pub fn severity_step(
+    breach: Option<&Breach>,
+    desired: u32,
+    direction: Direction,
+    max_step: u32,
+) -> Step {
+    let max_step = max_step.max(1);
+    let fallback = |why: String| Step {
+        method: "severity",
+        size: 1,
+        max_step,
+        proposed: None,
+        breach: breach.cloned(),
+        arithmetic: format!("{why}: step 1"),
+    };
+    let Some(b) = breach else {
+        return fallback("the alarm carries no datapoints and threshold".into());
+    };
+    let severity = match b.side {
+        Side::Above if b.threshold > 0.0 && b.metric >= 0.0 => b.metric / b.threshold,
+        Side::Below if b.threshold > 0.0 && b.metric > 0.0 => b.threshold / b.metric,
+        // A metric at zero below a positive threshold (no traffic at all) is as severe as it
+        // gets: the max step.
+        Side::Below if b.threshold > 0.0 && b.metric == 0.0 => f64::INFINITY,
+        _ => {
+            return fallback(format!(
+                "metric {} vs threshold {} cannot be compared proportionally",
+                num(b.metric),
+                num(b.threshold)
+            ))
+        }
+    };
+    let ratio = match b.side {
+        Side::Above => format!("{} / {}", num(b.metric), num(b.threshold)),
+        Side::Below => format!("{} / {}", num(b.threshold), num(b.metric)),
+    };
+    let d = f64::from(desired);
+    // A hair below the exact value before rounding up: 10 × 99/90 is 11.000000000000002 in
+    // floating point, and must give 11, not 12.
+    const EPSILON: f64 = 1e-9;
+    let (proposed, raw, formula) = match direction {
+        Direction::Out => {
+            let p = (d * severity - EPSILON).ceil().max(0.0);
+            (p, p - d, format!("ceil({desired} × {})", num(severity)))
+        }
+        Direction::In => {
+            let p = (d / severity - EPSILON).ceil().max(0.0);
+            (p, d - p, format!("ceil({desired} / {})", num(severity)))
+        }
+    };
+    let size = if raw.is_nan() {
+        1
+    } else {
+        raw.clamp(1.0, f64::from(max_step)) as u32
+    };
+    let proposed_n = proposed.is_finite().then_some(proposed as u64);
+    let shown = proposed_n.map_or("∞".to_string(), |p| p.to_string());
+    Step {
+        method: "severity",
+        size,
+        max_step,
+        proposed: proposed_n,
+        breach: Some(b.clone()),
+        arithmetic: format!(
+            "metric {} (mean of {:?}) {} threshold {}: severity {ratio} = {}; {formula} = {shown}; \
+             step {} bounded to 1..={max_step} = {size}",
+            num(b.metric),
+            b.datapoints,
+            match b.side {
+                Side::Above => "above",
+                Side::Below => "below",
+            },
+            num(b.threshold),
+            num(severity),
+            if raw.is_finite() { num(raw) } else { "∞".into() },
+        ),
+    }
+}
+
+fn num(x: f64) -> String {
+    if x.is_infinite() {
+        "∞".into()
+    } else if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// The action: set this group's desired capacity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Resize {
+    pub group: String,
+    pub direction: Direction,
+    pub from: u32,
+    pub to: u32,
+    /// `MaxSize` or `MinSize` when the step was cut to stay within the group's bounds.
+    pub clamped_at: Option<&'static str>,
+}
+
+/// Resize or not, from the plan, the group's facts and the sized step. `managed` says whether
+/// the group carries the opt-in tag: an unmanaged group is refused before anything else, so
+/// nobody is paged about a group this function does not look after.
+pub fn decide(plan: &Plan, group: &GroupFacts, managed: bool, step: &Step) -> Decision<Resize> {
+    let name = &group.name;
+    if !managed {
+        return Decision::skip(
+            SkipCode::NotOptedIn,
+            format!("group {name} does not carry the opt-in tag"),
+        );
+    }
+    if group.min_size > group.max_size {
+        return Decision::skip(
+            SkipCode::TargetNotEligible,
+            format!(
+                "group {name} has MinSize {} above MaxSize {}",
+                group.min_size, group.max_size
+            ),
+        );
+    }
+    if let Some(first) = group.activities_in_progress.first() {
+        return Decision::skip(
+            SkipCode::ChangeInProgress,
+            format!(
+                "group {name} has {} scaling activit{} in progress ({first}); not stacking \
+                 another change on it",
+                group.activities_in_progress.len(),
+                if group.activities_in_progress.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                }
+            ),
+        );
+    }
+    let (from, min, max) = (group.desired, group.min_size, group.max_size);
+    let (wanted, to) = match plan.direction {
+        Direction::Out => {
+            if from >= max {
+                return Decision::skip(
+                    SkipCode::AtBound,
+                    format!(
+                        "capacity exhausted: group {name} is at its MaxSize {max} (desired \
+                         {from}) and the alarm asks for {} more; an operator must act (raise \
+                         MaxSize or remove the cause)",
+                        step.size
+                    ),
+                );
+            }
+            let wanted = from.saturating_add(step.size);
+            (wanted, wanted.clamp(min, max))
+        }
+        Direction::In => {
+            if from <= min {
+                return Decision::skip(
+                    SkipCode::AtBound,
+                    format!("group {name} is already at its MinSize {min} (desired {from})"),
+                );
+            }
+            let wanted = from.saturating_sub(step.size);
+            (wanted, wanted.clamp(min, max))
+        }
+    };
+    if to == from {
+        return Decision::skip(
+            SkipCode::NothingToDo,
+            format!("group {name} is already at {from} within [{min}, {max}]"),
+        );
+    }
+    let clamped_at = match wanted.cmp(&to) {
+        std::cmp::Ordering::Greater => Some("MaxSize"),
+        std::cmp::Ordering::Less => Some("MinSize"),
+        std::cmp::Ordering::Equal => None,
+    };
+    let bound = clamped_at
+        .map(|b| format!(" (cut at {b} {})", if b == "MaxSize" { max } else { min }))
+        .unwrap_or_default();
+    Decision::act(
+        Resize {
+            group: name.clone(),
+            direction: plan.direction,
+            from,
+            to,
+            clamped_at,
+        },
+        format!(
+            "scale {} {name} {from} → {to}{bound}: {}",
+            plan.direction.as_str(),
+            step.arithmetic
+        ),
+    )
+}
+
+/// A refusal an operator must hear about: a scale-out alarm on a group already at MaxSize.
+pub fn capacity_exhausted(plan: &Plan, reason: &SkipReason) -> bool {
+    plan.direction == Direction::Out && reason.code == SkipCode::AtBound
+}
+
+pub struct Deps {
+    pub common: Common,
+    pub groups: Arc<dyn Groups>,
+    pub settings: Settings,
+}
+
+impl Deps {
+    pub async fn from_env(opts: Options) -> Result<Self, ConfigError> {
+        let settings = Settings::from_env()?;
+        let common = Common::from_env(FUNCTION, opts).await?;
+        let groups = Arc::new(AutoScalingGroups(aws_sdk_autoscaling::Client::new(
+            &common.sdk,
+        )));
+        Ok(Self {
+            common,
+            groups,
+            settings,
+        })
+    }
+
+    async fn handle_alarm(
+        &self,
+        alarm: &Alarm,
+        inv: &Invocation,
+    ) -> Result<AuditRecord, HandlerError> {
+        let c = &self.common;
+        let details = json!({
+            "alarm": alarm.name,
+            "alarm_kind": alarm.kind,
+            "transition": format!("{} → {}", alarm.previous_state.as_ref().map(|s| s.as_str()).unwrap_or("?"), alarm.state),
+        });
+        let plan = match plan(alarm, &self.settings) {
+            Ok(p) => p,
+            Err(reason) => {
+                return Ok(self
+                    .record(
+                        c.audit_for(inv, alarm.shape.as_str(), &alarm.name)
+                            .details(details)
+                            .skipped(&reason),
+                    )
+                    .await)
+            }
+        };
+        let audit = c
+            .audit_for(inv, alarm.shape.as_str(), &plan.group)
+            .details(details)
+            .detail("plan", &plan);
+        let facts = match self.groups.facts(&plan.group).await {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                let reason = SkipReason::new(
+                    SkipCode::TargetNotFound,
+                    format!("Auto Scaling group {} does not exist", plan.group),
+                );
+                return Ok(self.record(audit.skipped(&reason)).await);
+            }
+            Err(e) => {
+                return self
+                    .fail(audit, "describe-failed", e.to_string(), e.retryable)
+                    .await
+            }
+        };
+        let audit = audit
+            .detail("min_size", facts.min_size)
+            .detail("max_size", facts.max_size)
+            .detail("desired_before", facts.desired)
+            .detail("activities_in_progress", &facts.activities_in_progress);
+        let tags = || facts.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let managed = c.guard.policy().opt_in.matches(tags());
+        // The sizing method; issue 8 adds a forecast-sized alternative here.
+        let step = severity_step(
+            breach(alarm).as_ref(),
+            facts.desired,
+            plan.direction,
+            plan.max_step,
+        );
+        let audit = audit.detail("step", &step);
+        let (action, reason) = match decide(&plan, &facts, managed, &step) {
+            Decision::Skip { reason } => {
+                let audit = if capacity_exhausted(&plan, &reason) {
+                    audit
+                        .detail("capacity_exhausted", true)
+                        .detail("escalate", true)
+                } else {
+                    audit
+                };
+                return Ok(self.record(audit.skipped(&reason)).await);
+            }
+            Decision::Act { action, reason } => (action, reason),
+        };
+        let audit = audit
+            .detail("desired_requested", action.to)
+            .detail("clamped_at", action.clamped_at);
+        let verdict = c
+            .guard
+            .check(
+                Target {
+                    id: &action.group,
+                    tags: tags(),
+                },
+                Utc::now(),
+            )
+            .await;
+        let verdict = match verdict {
+            Ok(v) => v,
+            Err(e) => {
+                return self
+                    .fail(audit, "ledger-failed", e.to_string(), e.retryable())
+                    .await
+            }
+        };
+        if let Some(rec) = audit.clone().from_verdict(&verdict, reason.clone()) {
+            return Ok(self.record(rec).await);
+        }
+        debug_assert_eq!(verdict, Verdict::Act);
+        if let Err(e) = self.groups.set_desired(&action.group, action.to).await {
+            // Not returned for a Lambda retry even when retryable: the SDK already retried,
+            // and the ledger holds the reservation, so a retry would only meet the cooldown.
+            return Ok(self
+                .record(
+                    audit
+                        .detail("retryable", e.retryable)
+                        .failed("scale-failed", e.to_string()),
+                )
+                .await);
+        }
+        let audit = match self.groups.facts(&action.group).await {
+            Ok(Some(after)) => audit
+                .detail("desired_after", after.desired)
+                .detail("read_back_matches", after.desired == action.to),
+            Ok(None) => audit
+                .detail("desired_after", Value::Null)
+                .detail("read_back_error", "group vanished after the change"),
+            Err(e) => audit
+                .detail("desired_after", Value::Null)
+                .detail("read_back_error", e.to_string()),
+        };
+        Ok(self.record(audit.acted(reason)).await)
+    }
+
+    async fn record(&self, rec: AuditRecord) -> AuditRecord {
+        self.common.audit.record(&rec).await;
+        rec
+    }
+
+    /// Audits a failure; hands it back to Lambda for a retry when a retry can fix it.
+    async fn fail(
+        &self,
+        audit: AuditBuilder,
+        code: &str,
+        msg: String,
+        retryable: bool,
+    ) -> Result<AuditRecord, HandlerError> {
+        let rec = self
+            .record(
+                audit
+                    .detail("retryable", retryable)
+                    .failed(code, msg.clone()),
+            )
+            .await;
+        if retryable {
+            Err(HandlerError::Retryable(msg))
+        } else {
+            Ok(rec)
+        }
+    }
+}
+
+impl Function for Deps {
+    async fn handle(&self, event: Value, inv: Invocation) -> Result<Response, HandlerError> {
+        let mut audits = Vec::new();
+        for alarm in alarms_or_reject(&self.common, &event, &inv).await? {
+            audits.push(self.handle_alarm(&alarm, &inv).await?);
+        }
+        Ok(Response::from_audits(audits))
+    }
+}
+
+#[cfg(test)]
+mod tests;

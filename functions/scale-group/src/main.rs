@@ -1,4 +1,6 @@
-fn main() {
-    eprintln!("{}: not implemented yet", scale_group::FUNCTION);
-    std::process::exit(1);
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    selfheal::runtime::start(scale_group::FUNCTION, scale_group::Deps::from_env).await
 }
