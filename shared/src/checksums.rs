@@ -55,7 +55,7 @@ impl Algorithm {
     }
 
     /// Length of the raw digest in bytes.
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             Self::Md5 => 16,
             Self::Sha1 => 20,
@@ -183,9 +183,8 @@ impl Composite {
     }
 
     fn finish(mut self) -> Option<Vec<u8>> {
-        let complete = !self.overflow
-            && self.left_in_part == 0
-            && self.index + 1 == self.sizes.len();
+        let complete =
+            !self.overflow && self.left_in_part == 0 && self.index + 1 == self.sizes.len();
         if !complete {
             return None;
         }
@@ -196,7 +195,7 @@ impl Composite {
 
 enum Running {
     Whole(State),
-    Composite(Box<Composite>),
+    Composite(Composite),
 }
 
 /// The result for one `Spec`.
@@ -221,16 +220,16 @@ impl Hasher {
             .iter()
             .map(|s| match &s.parts {
                 None => Running::Whole(State::new(s.algorithm)),
-                Some(sizes) => Running::Composite(Box::new(Composite {
+                Some(sizes) => Running::Composite(Composite {
                     algorithm: s.algorithm,
                     sizes: sizes.clone(),
                     index: 0,
                     left_in_part: sizes.first().copied().unwrap_or(0),
                     current: State::new(s.algorithm),
-                    concatenated: Vec::with_capacity(sizes.len() * s.algorithm.len()),
+                    concatenated: Vec::with_capacity(sizes.len() * s.algorithm.digest_len()),
                     // No parts at all: nothing can match.
                     overflow: sizes.is_empty(),
-                })),
+                }),
             })
             .collect();
         Self {
@@ -273,10 +272,12 @@ impl Hasher {
 /// Lower-case hex.
 pub fn to_hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 pub fn from_hex(s: &str) -> Option<Vec<u8>> {
@@ -304,7 +305,7 @@ pub fn from_base64(s: &str) -> Option<Vec<u8>> {
 /// Reads a recorded digest of `a`, written as hex or base64 (whichever has the right length).
 pub fn decode_digest(a: Algorithm, s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    let want = a.len();
+    let want = a.digest_len();
     if s.len() == want * 2 {
         if let Some(b) = from_hex(s) {
             return Some(b);

@@ -12,8 +12,12 @@ use crate::guard::dynamo::{KEY_ATTRIBUTE, TTL_ATTRIBUTE};
 pub trait Cursors: Send + Sync {
     async fn get(&self, name: &str) -> Result<Option<String>, AwsError>;
     /// Stores the position; `None` clears it (the job finished: next time starts over).
-    async fn put(&self, name: &str, position: Option<&str>, expires_at: i64)
-        -> Result<(), AwsError>;
+    async fn put(
+        &self,
+        name: &str,
+        position: Option<&str>,
+        expires_at: i64,
+    ) -> Result<(), AwsError>;
 }
 
 const POSITION: &str = "position";

@@ -216,11 +216,7 @@ const QUERY: &AsciiSet = &NON_ALPHANUMERIC
 const PATH: &AsciiSet = &QUERY.remove(b'/');
 
 fn copy_source(src: &ObjectRef) -> String {
-    let mut s = format!(
-        "{}/{}",
-        src.bucket,
-        utf8_percent_encode(&src.key, PATH)
-    );
+    let mut s = format!("{}/{}", src.bucket, utf8_percent_encode(&src.key, PATH));
     if let Some(v) = &src.version_id {
         s.push_str("?versionId=");
         s.push_str(&utf8_percent_encode(v, QUERY).to_string());
@@ -376,10 +372,7 @@ impl Objects for S3Objects {
                 return Err(AwsError::new(
                     "s3:HeadObject(PartNumber)",
                     obj.to_string(),
-                    format!(
-                        "object has {:?} parts, expected {count}",
-                        out.parts_count()
-                    ),
+                    format!("object has {:?} parts, expected {count}", out.parts_count()),
                 ));
             }
             sizes.push(out.content_length().unwrap_or(0).max(0) as u64);
@@ -399,25 +392,22 @@ impl Objects for S3Objects {
             .await
             .map_err(|e| AwsError::from_sdk("s3:GetObject", obj.to_string(), e))?;
         let name = obj.to_string();
-        let body = futures::stream::unfold(
-            (out.body, name),
-            |(mut body, name)| async move {
-                match body.next().await {
-                    None => None,
-                    Some(Ok(b)) => Some((Ok(b), (body, name))),
-                    Some(Err(e)) => {
-                        let err = AwsError {
-                            operation: "s3:GetObject(body)",
-                            resource: name.clone(),
-                            code: None,
-                            message: e.to_string(),
-                            retryable: true,
-                        };
-                        Some((Err(err), (body, name)))
-                    }
+        let body = futures::stream::unfold((out.body, name), |(mut body, name)| async move {
+            match body.next().await {
+                None => None,
+                Some(Ok(b)) => Some((Ok(b), (body, name))),
+                Some(Err(e)) => {
+                    let err = AwsError {
+                        operation: "s3:GetObject(body)",
+                        resource: name.clone(),
+                        code: None,
+                        message: e.to_string(),
+                        retryable: true,
+                    };
+                    Some((Err(err), (body, name)))
                 }
-            },
-        );
+            }
+        });
         Ok(Box::pin(body))
     }
 

@@ -1,4 +1,6 @@
-fn main() {
-    eprintln!("{}: not implemented yet", restore_object::FUNCTION);
-    std::process::exit(1);
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    selfheal::runtime::start(restore_object::FUNCTION, restore_object::Deps::from_env).await
 }

@@ -1,0 +1,300 @@
+//! Settings of restore-object beyond the shared guardrails: `SELFHEAL_RESTORE_*`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use selfheal::checksums::Algorithm;
+use selfheal::guard::policy::{parse_u64, ConfigError};
+use selfheal::objects::{MAX_SINGLE_COPY, MIN_PART};
+
+/// A user-metadata key a producer records a digest under, and the digest's algorithm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataKey {
+    /// Lower-case, without `x-amz-meta-`.
+    pub key: String,
+    pub algorithm: Algorithm,
+}
+
+/// A bucket (and key prefix) in another place: a replica, a scrub target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl Location {
+    /// `bucket` or `bucket/prefix`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        let (bucket, prefix) = s.split_once('/').unwrap_or((s, ""));
+        (!bucket.is_empty()).then(|| Self {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.bucket, self.prefix)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `SELFHEAL_RESTORE_METADATA_KEYS`: `key[:algorithm]`, comma-separated, most trusted
+    /// first. Without `:algorithm` the key names it (`sha256`, `md5`, `crc32c`, ...).
+    pub metadata_keys: Vec<MetadataKey>,
+    /// `SELFHEAL_RESTORE_REPLICA_BUCKETS`: `source=replica[/prefix]`, comma-separated. The
+    /// replica of `s3://source/key` is `s3://replica/<prefix>key`.
+    pub replicas: BTreeMap<String, Location>,
+    /// `SELFHEAL_RESTORE_MAX_VERSIONS`: earlier versions examined as a source (default 10).
+    pub max_versions: usize,
+    /// `SELFHEAL_RESTORE_QUARANTINE_BUCKET`: where corrupted objects with no good copy are
+    /// copied for forensics (default: the object's own bucket).
+    pub quarantine_bucket: Option<String>,
+    /// `SELFHEAL_RESTORE_QUARANTINE_PREFIX` (default `selfheal-quarantine/`).
+    pub quarantine_prefix: String,
+    /// `SELFHEAL_RESTORE_CONCURRENCY`: objects verified at once by a scrub (default 4).
+    pub concurrency: usize,
+    /// `SELFHEAL_RESTORE_SCRUB_MAX_OBJECTS`: objects one scrub invocation examines before it
+    /// hands back its continuation (default 5000).
+    pub scrub_max_objects: usize,
+    /// `SELFHEAL_RESTORE_SCRUB_RESERVE_SECONDS`: a scrub starts no new object when less than
+    /// this is left before the Lambda deadline (default 60).
+    pub scrub_reserve: Duration,
+    /// `SELFHEAL_RESTORE_SCRUB_TARGETS`: `bucket[/prefix]`, comma-separated: what a scheduled
+    /// (EventBridge) scrub walks.
+    pub scrub_targets: Vec<Location>,
+    /// `SELFHEAL_RESTORE_MULTIPART_COPY_THRESHOLD_BYTES`: copies above this size use
+    /// UploadPartCopy (default and maximum 5 GiB, CopyObject's limit).
+    pub multipart_threshold: u64,
+    /// `SELFHEAL_RESTORE_COPY_PART_BYTES`: part size of a multipart copy (default 512 MiB).
+    pub copy_part_size: u64,
+}
+
+pub const DEFAULT_METADATA_KEYS: &str =
+    "sha256,checksum-sha256:sha256,md5,content-md5:md5,crc32c,crc64nvme,crc32,sha1";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self::from_lookup(|_| None).unwrap_or_else(|_| unreachable_defaults())
+    }
+}
+
+// Defaults always parse (a unit test proves it); this only satisfies the type checker.
+fn unreachable_defaults() -> Settings {
+    Settings {
+        metadata_keys: Vec::new(),
+        replicas: BTreeMap::new(),
+        max_versions: 10,
+        quarantine_bucket: None,
+        quarantine_prefix: "selfheal-quarantine/".into(),
+        concurrency: 4,
+        scrub_max_objects: 5000,
+        scrub_reserve: Duration::from_secs(60),
+        scrub_targets: Vec::new(),
+        multipart_threshold: MAX_SINGLE_COPY,
+        copy_part_size: 512 * 1024 * 1024,
+    }
+}
+
+fn invalid(name: &'static str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_string(),
+        expected,
+    }
+}
+
+fn list(v: &str) -> impl Iterator<Item = &str> {
+    v.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let keys_raw =
+            get("SELFHEAL_RESTORE_METADATA_KEYS").unwrap_or_else(|| DEFAULT_METADATA_KEYS.into());
+        let mut metadata_keys = Vec::new();
+        for item in list(&keys_raw) {
+            let (key, alg) = item.split_once(':').unwrap_or((item, item));
+            let key = key.trim().to_ascii_lowercase();
+            let key = key.strip_prefix("x-amz-meta-").unwrap_or(&key).to_string();
+            let algorithm = Algorithm::parse(alg).ok_or_else(|| {
+                invalid(
+                    "SELFHEAL_RESTORE_METADATA_KEYS",
+                    item,
+                    "key[:algorithm] with algorithm one of md5, sha1, sha256, crc32, crc32c, crc64nvme",
+                )
+            })?;
+            metadata_keys.push(MetadataKey { key, algorithm });
+        }
+        let mut replicas = BTreeMap::new();
+        if let Some(v) = get("SELFHEAL_RESTORE_REPLICA_BUCKETS") {
+            for item in list(&v) {
+                let parsed = item
+                    .split_once('=')
+                    .and_then(|(s, r)| Some((s.trim(), Location::parse(r)?)))
+                    .filter(|(s, _)| !s.is_empty());
+                let (source, replica) = parsed.ok_or_else(|| {
+                    invalid(
+                        "SELFHEAL_RESTORE_REPLICA_BUCKETS",
+                        item,
+                        "source=replica[/prefix], comma-separated",
+                    )
+                })?;
+                replicas.insert(source.to_string(), replica);
+            }
+        }
+        let mut scrub_targets = Vec::new();
+        if let Some(v) = get("SELFHEAL_RESTORE_SCRUB_TARGETS") {
+            for item in list(&v) {
+                scrub_targets.push(Location::parse(item).ok_or_else(|| {
+                    invalid(
+                        "SELFHEAL_RESTORE_SCRUB_TARGETS",
+                        item,
+                        "bucket[/prefix], comma-separated",
+                    )
+                })?);
+            }
+        }
+        let threshold = parse_u64(
+            &get,
+            "SELFHEAL_RESTORE_MULTIPART_COPY_THRESHOLD_BYTES",
+            MAX_SINGLE_COPY,
+        )?;
+        let part = parse_u64(&get, "SELFHEAL_RESTORE_COPY_PART_BYTES", 512 * 1024 * 1024)?;
+        Ok(Self {
+            metadata_keys,
+            replicas,
+            max_versions: parse_u64(&get, "SELFHEAL_RESTORE_MAX_VERSIONS", 10)? as usize,
+            quarantine_bucket: get("SELFHEAL_RESTORE_QUARANTINE_BUCKET"),
+            quarantine_prefix: get("SELFHEAL_RESTORE_QUARANTINE_PREFIX")
+                .unwrap_or_else(|| "selfheal-quarantine/".into()),
+            concurrency: (parse_u64(&get, "SELFHEAL_RESTORE_CONCURRENCY", 4)? as usize)
+                .clamp(1, 64),
+            scrub_max_objects: (parse_u64(&get, "SELFHEAL_RESTORE_SCRUB_MAX_OBJECTS", 5000)?
+                as usize)
+                .max(1),
+            scrub_reserve: Duration::from_secs(parse_u64(
+                &get,
+                "SELFHEAL_RESTORE_SCRUB_RESERVE_SECONDS",
+                60,
+            )?),
+            scrub_targets,
+            // CopyObject cannot copy more than 5 GiB; parts below 5 MiB are refused by S3.
+            multipart_threshold: threshold.clamp(MIN_PART, MAX_SINGLE_COPY),
+            copy_part_size: part.clamp(MIN_PART, MAX_SINGLE_COPY),
+        })
+    }
+
+    /// Where the replica of `bucket/key` is, if the bucket has one.
+    pub fn replica_of(&self, bucket: &str, key: &str) -> Option<(String, String)> {
+        self.replicas
+            .get(bucket)
+            .map(|r| (r.bucket.clone(), format!("{}{key}", r.prefix)))
+    }
+
+    /// Where a corrupted `bucket/key` with ETag `etag` is copied for forensics.
+    pub fn quarantine_of(&self, bucket: &str, key: &str, etag: &str) -> (String, String) {
+        let qb = self
+            .quarantine_bucket
+            .clone()
+            .unwrap_or_else(|| bucket.to_string());
+        (
+            qb,
+            format!("{}{bucket}/{key}/{etag}", self.quarantine_prefix),
+        )
+    }
+
+    /// True for keys of quarantine copies in `bucket`: they are evidence, never restored.
+    pub fn is_quarantine_key(&self, bucket: &str, key: &str) -> bool {
+        let qb = self.quarantine_bucket.as_deref().unwrap_or(bucket);
+        qb == bucket
+            && !self.quarantine_prefix.is_empty()
+            && key.starts_with(&self.quarantine_prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s, Settings::default());
+        assert_eq!(s.metadata_keys.len(), 8);
+        assert_eq!(
+            s.metadata_keys[1],
+            MetadataKey {
+                key: "checksum-sha256".into(),
+                algorithm: Algorithm::Sha256
+            }
+        );
+        assert!(s.replicas.is_empty());
+        assert_eq!(s.multipart_threshold, MAX_SINGLE_COPY);
+        assert_eq!(
+            s.quarantine_of("b", "k/x", "e").1,
+            "selfheal-quarantine/b/k/x/e"
+        );
+        assert!(s.is_quarantine_key("b", "selfheal-quarantine/b/k"));
+        assert!(!s.is_quarantine_key("b", "data/k"));
+    }
+
+    #[test]
+    fn overrides_and_errors() {
+        let s = settings(&[
+            (
+                "SELFHEAL_RESTORE_METADATA_KEYS",
+                "X-Amz-Meta-Digest:SHA-256, md5",
+            ),
+            (
+                "SELFHEAL_RESTORE_REPLICA_BUCKETS",
+                "a=a-replica, b=dr/copies/",
+            ),
+            ("SELFHEAL_RESTORE_SCRUB_TARGETS", "a/data/,b"),
+            (
+                "SELFHEAL_RESTORE_MULTIPART_COPY_THRESHOLD_BYTES",
+                "99999999999999",
+            ),
+            ("SELFHEAL_RESTORE_QUARANTINE_BUCKET", "forensics"),
+        ])
+        .unwrap();
+        assert_eq!(s.metadata_keys[0].key, "digest");
+        assert_eq!(s.metadata_keys[0].algorithm, Algorithm::Sha256);
+        assert_eq!(
+            s.replica_of("a", "k"),
+            Some(("a-replica".into(), "k".into()))
+        );
+        assert_eq!(
+            s.replica_of("b", "k"),
+            Some(("dr".into(), "copies/k".into()))
+        );
+        assert_eq!(s.replica_of("c", "k"), None);
+        assert_eq!(s.scrub_targets[0].prefix, "data/");
+        assert_eq!(s.multipart_threshold, MAX_SINGLE_COPY);
+        assert!(!s.is_quarantine_key("a", "selfheal-quarantine/x"));
+        assert!(settings(&[("SELFHEAL_RESTORE_METADATA_KEYS", "digest")]).is_err());
+        assert!(settings(&[("SELFHEAL_RESTORE_REPLICA_BUCKETS", "noequals")]).is_err());
+        assert!(settings(&[("SELFHEAL_RESTORE_MAX_VERSIONS", "many")]).is_err());
+    }
+}
