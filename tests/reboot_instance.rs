@@ -40,6 +40,7 @@ impl World {
         Deps {
             common,
             instances: Arc::new(Ec2Instances(aws_sdk_ec2::Client::new(&self.sdk))),
+            history: Arc::new(selfheal::metrics::CloudWatchHistory::new(&self.sdk)),
             settings: Settings::default(),
         }
     }

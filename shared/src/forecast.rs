@@ -159,13 +159,14 @@ pub fn forecast(history: &[Point], settings: &ForecastSettings) -> Result<Foreca
             f64::INFINITY
         }
     };
-    if !(fit_error <= settings.max_fit_error) {
+    if fit_error.is_nan() || fit_error > settings.max_fit_error {
         return Err(Fallback::FitErrorTooHigh {
             error: fit_error,
             limit: settings.max_fit_error,
         });
     }
-    let values = HoltWinters::fit(&series, m, alpha, beta, gamma).forecast(settings.horizon_steps.max(1));
+    let values =
+        HoltWinters::fit(&series, m, alpha, beta, gamma).forecast(settings.horizon_steps.max(1));
     let peak = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let latest = series.last().copied().unwrap_or(0.0);
     Ok(Forecast {
@@ -211,14 +212,19 @@ pub fn forecast_capacity(
     }
     match forecast(history, settings) {
         Err(fb) => ForecastSizing {
-            why: format!("forecast not used, severity step instead: {}", describe(&fb)),
+            why: format!(
+                "forecast not used, severity step instead: {}",
+                describe(&fb)
+            ),
             fallback: Some(fb),
             ..base
         },
         Ok(f) => {
             let load = f.latest.max(f.peak).max(0.0);
             // A hair below before rounding up, so 7 × 60 / 60 is 7, not 8.
-            let desired = (load / target_per_instance - 1e-9).ceil().clamp(0.0, f64::from(u32::MAX)) as u32;
+            let desired = (load / target_per_instance - 1e-9)
+                .ceil()
+                .clamp(0.0, f64::from(u32::MAX)) as u32;
             let why = format!(
                 "Holt-Winters (α {} β {} γ {}) on {} steps: fit error {:.3} ≤ {:.3} on the last \
                  {} steps held out; load now {}, forecast peak {} over the next {} steps; \
@@ -366,7 +372,11 @@ impl HoltWinters {
         let m = self.season.len().max(1);
         (1..=steps)
             .map(|h| {
-                let s = self.season.get((self.next + h - 1) % m).copied().unwrap_or(0.0);
+                let s = self
+                    .season
+                    .get((self.next + h - 1) % m)
+                    .copied()
+                    .unwrap_or(0.0);
                 self.level + h as f64 * self.trend + s
             })
             .collect()
@@ -435,15 +445,48 @@ mod tests {
         let s = ForecastSettings::default();
         // Rising part of the day: the forecast peak is above the latest value.
         let rising: Vec<Point> = daily(3 * M + 10, 300.0, 200.0, 0.0);
-        let cases: [(&str, Vec<Point>, f64, Option<u32>, Option<&str>); 5] = [
-            ("flat 420 at 60 per instance", (0..3 * M).map(|i| Point::new(i * STEP, 420.0)).collect(), 60.0, Some(7), None),
-            ("too short", daily(M, 100.0, 10.0, 0.0), 60.0, None, Some("too-little-history")),
-            ("bad target", daily(3 * M, 100.0, 10.0, 0.0), 0.0, None, Some("invalid-input")),
-            ("a step change at the end breaks the fit", {
-                let mut h = daily(3 * M, 100.0, 10.0, 0.0);
-                for p in h.iter_mut().rev().take(12) { p.value *= 3.0; }
-                h
-            }, 60.0, None, Some("fit-error-too-high")),
+        type Case = (
+            &'static str,
+            Vec<Point>,
+            f64,
+            Option<u32>,
+            Option<&'static str>,
+        );
+        let cases: [Case; 5] = [
+            (
+                "flat 420 at 60 per instance",
+                (0..3 * M).map(|i| Point::new(i * STEP, 420.0)).collect(),
+                60.0,
+                Some(7),
+                None,
+            ),
+            (
+                "too short",
+                daily(M, 100.0, 10.0, 0.0),
+                60.0,
+                None,
+                Some("too-little-history"),
+            ),
+            (
+                "bad target",
+                daily(3 * M, 100.0, 10.0, 0.0),
+                0.0,
+                None,
+                Some("invalid-input"),
+            ),
+            (
+                "a step change at the end breaks the fit",
+                {
+                    let mut h = daily(3 * M, 100.0, 10.0, 0.0);
+                    for p in h.iter_mut().rev().take(12) {
+                        p.value *= 3.0;
+                    }
+                    h
+                },
+                60.0,
+                None,
+                Some("fit-error-too-high"),
+            ),
             ("rising: sized above the latest", rising, 100.0, None, None),
         ];
         for (name, h, target, want, fallback) in cases {
@@ -482,7 +525,12 @@ mod tests {
 
     #[test]
     fn grid_averages_points_in_a_slot() {
-        let h = [Point::new(-50, 1.0), Point::new(0, 3.0), Point::new(300, 5.0), Point::new(600, 7.0)];
+        let h = [
+            Point::new(-50, 1.0),
+            Point::new(0, 3.0),
+            Point::new(300, 5.0),
+            Point::new(600, 7.0),
+        ];
         assert_eq!(regular_grid(&h, 300, 3).unwrap(), vec![2.0, 5.0, 7.0]);
     }
 

@@ -51,9 +51,11 @@ impl MetricQuery {
         match alarm.kind {
             AlarmKind::Composite => return Err("a composite alarm watches no metric".into()),
             AlarmKind::AnomalyDetection => {
-                return Err("the alarm already compares with a CloudWatch anomaly-detection \
+                return Err(
+                    "the alarm already compares with a CloudWatch anomaly-detection \
                             band; the gate adds nothing to it"
-                    .into())
+                        .into(),
+                )
             }
             AlarmKind::Metric | AlarmKind::MetricMath => {}
         }
@@ -69,7 +71,9 @@ impl MetricQuery {
                 return Err(format!("metric id {id:?} cannot be used in GetMetricData"));
             }
             if m.expression.is_none() && (m.namespace.is_none() || m.name.is_none()) {
-                return Err(format!("metric {id} has neither an expression nor a namespace and name"));
+                return Err(format!(
+                    "metric {id} has neither an expression nor a namespace and name"
+                ));
             }
             entries.push(QueryEntry {
                 id,
@@ -98,7 +102,11 @@ impl MetricQuery {
                     [one] => one.to_string(),
                     _ => match entries.iter().find(|e| e.expression.is_some()) {
                         Some(e) => e.id.clone(),
-                        None => return Err("cannot tell which of the alarm's metrics it evaluates".into()),
+                        None => {
+                            return Err(
+                                "cannot tell which of the alarm's metrics it evaluates".into()
+                            )
+                        }
                     },
                 }
             }
@@ -170,7 +178,11 @@ pub fn gate_windows(
 #[async_trait]
 pub trait MetricHistory: Send + Sync {
     /// The datapoints of `query`'s returned entry in every window, sorted by time.
-    async fn history(&self, query: &MetricQuery, windows: &[Window]) -> Result<Vec<Point>, AwsError>;
+    async fn history(
+        &self,
+        query: &MetricQuery,
+        windows: &[Window],
+    ) -> Result<Vec<Point>, AwsError>;
 }
 
 /// CloudWatch `GetMetricData`, one request per window, all windows at once.
@@ -181,6 +193,10 @@ pub struct CloudWatchHistory(pub aws_sdk_cloudwatch::Client);
 const MAX_PAGES: usize = 5;
 
 impl CloudWatchHistory {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        Self(aws_sdk_cloudwatch::Client::new(sdk))
+    }
+
     async fn window(&self, query: &MetricQuery, w: &Window) -> Result<Vec<Point>, AwsError> {
         let resource = format!("{} ({})", query.returned, describe(query));
         let queries: Vec<MetricDataQuery> = query
@@ -201,7 +217,9 @@ impl CloudWatchHistory {
                                     .set_dimensions(Some(
                                         e.dimensions
                                             .iter()
-                                            .map(|(k, v)| Dimension::builder().name(k).value(v).build())
+                                            .map(|(k, v)| {
+                                                Dimension::builder().name(k).value(v).build()
+                                            })
                                             .collect(),
                                     ))
                                     .build(),
@@ -221,8 +239,12 @@ impl CloudWatchHistory {
                 .0
                 .get_metric_data()
                 .set_metric_data_queries(Some(queries.clone()))
-                .start_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(w.start.timestamp()))
-                .end_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(w.end.timestamp()))
+                .start_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(
+                    w.start.timestamp(),
+                ))
+                .end_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(
+                    w.end.timestamp(),
+                ))
                 .scan_by(ScanBy::TimestampAscending)
                 .set_next_token(token.take())
                 .send()
@@ -249,7 +271,11 @@ impl CloudWatchHistory {
 
 #[async_trait]
 impl MetricHistory for CloudWatchHistory {
-    async fn history(&self, query: &MetricQuery, windows: &[Window]) -> Result<Vec<Point>, AwsError> {
+    async fn history(
+        &self,
+        query: &MetricQuery,
+        windows: &[Window],
+    ) -> Result<Vec<Point>, AwsError> {
         let fetched =
             futures::future::try_join_all(windows.iter().map(|w| self.window(query, w))).await?;
         let mut points: Vec<Point> = fetched.into_iter().flatten().collect();
@@ -286,7 +312,9 @@ mod tests {
 
     #[test]
     fn query_from_alarm_table() {
-        let single = alarm(json!([{"id": "m1", "metricStat": {"metric": {"namespace": "AWS/EC2", "name": "CPUUtilization", "dimensions": {"InstanceId": "i-1"}}, "period": 300, "stat": "Maximum"}}]));
+        let single = alarm(
+            json!([{"id": "m1", "metricStat": {"metric": {"namespace": "AWS/EC2", "name": "CPUUtilization", "dimensions": {"InstanceId": "i-1"}}, "period": 300, "stat": "Maximum"}}]),
+        );
         let q = MetricQuery::from_alarm(&single).unwrap();
         assert_eq!((q.returned.as_str(), q.period), ("m1", 300));
         assert_eq!(q.entries[0].stat.as_deref(), Some("Maximum"));
@@ -296,15 +324,22 @@ mod tests {
             {"id": "m1", "metricStat": {"metric": {"namespace": "AWS/EC2", "name": "A"}, "period": 60, "stat": "Sum"}, "returnData": false},
             {"id": "m2", "metricStat": {"metric": {"namespace": "AWS/EC2", "name": "B"}, "period": 60, "stat": "Sum"}, "returnData": false}]));
         let q = MetricQuery::from_alarm(&math).unwrap();
-        assert_eq!((q.returned.as_str(), q.entries.len(), q.period), ("e1", 3, 60));
+        assert_eq!(
+            (q.returned.as_str(), q.entries.len(), q.period),
+            ("e1", 3, 60)
+        );
         assert_eq!(q.entries[0].stat, None);
 
         let band = alarm(json!([
             {"id": "ad1", "expression": "ANOMALY_DETECTION_BAND(m1, 2)"},
             {"id": "m1", "metricStat": {"metric": {"namespace": "AWS/EC2", "name": "A"}, "period": 60, "stat": "Average"}}]));
-        assert!(MetricQuery::from_alarm(&band).unwrap_err().contains("anomaly-detection"));
+        assert!(MetricQuery::from_alarm(&band)
+            .unwrap_err()
+            .contains("anomaly-detection"));
 
-        let bad_id = alarm(json!([{"id": "M1", "metricStat": {"metric": {"namespace": "AWS/EC2", "name": "A"}, "period": 60}}]));
+        let bad_id = alarm(
+            json!([{"id": "M1", "metricStat": {"metric": {"namespace": "AWS/EC2", "name": "A"}, "period": 60}}]),
+        );
         assert!(MetricQuery::from_alarm(&bad_id).is_err());
     }
 
