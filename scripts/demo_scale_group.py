@@ -1,5 +1,6 @@
-"""Demo: scale-group grows an Auto Scaling group under a CPU alarm, by how bad the breach is,
-and refuses (and escalates) once the group is at its maximum."""
+"""Demo: scale-group grows an Auto Scaling group under a CPU alarm, by how bad the breach is
+(forecast sizing falls back to this: the emulator has no metric history), and refuses (and
+escalates) once the group is at its maximum."""
 
 import json
 import os
@@ -98,6 +99,10 @@ def run(demo):
         step = details.get("step", {})
         if step.get("arithmetic"):
             demo.say("sizing: " + step["arithmetic"])
+        sizing = details.get("sizing", {})
+        if sizing.get("why"):
+            # The emulator holds no metric history: forecast sizing falls back, and says so.
+            demo.say(f"sized by {sizing.get('used', '?')}: {sizing['why']}")
         demo.before_after(f"{group} desired capacity", before, after)
         outcomes.append((first.get("code"), after))
 

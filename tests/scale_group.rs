@@ -10,6 +10,7 @@ use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
 use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
 use scale_group::{Deps, Settings, FUNCTION};
 use selfheal::groups::{async_trait, AutoScalingGroups, GroupFacts, Groups};
+use selfheal::metrics::CloudWatchHistory;
 use selfheal::runtime::{Common, Function, HandlerError, Invocation};
 use selfheal::{AuditRecord, AwsError, Outcome};
 use selfheal_tests::*;
@@ -75,6 +76,7 @@ impl World {
         Deps {
             common,
             groups,
+            history: Arc::new(CloudWatchHistory::new(&self.sdk)),
             settings,
         }
     }
@@ -217,6 +219,24 @@ async fn every_alarm_shape_scales_out_a_managed_group() {
             rec.details["step"]
         );
         assert_eq!(w.ledger_actions(&g).await, Some(1), "{sample}");
+        // Forecast sizing (the default) read the group's load history — the emulator has
+        // none — and fell back to the severity step, saying so.
+        let sizing = &rec.details["sizing"];
+        assert_eq!(sizing["setting"], "forecast", "{sample}: {sizing}");
+        assert_eq!(sizing["used"], "severity", "{sample}: {sizing}");
+        assert_eq!(
+            sizing["forecast"]["fallback"]["reason"], "too-little-history",
+            "{sample}: {sizing}"
+        );
+        assert!(
+            sizing["why"]
+                .as_str()
+                .is_some_and(|w| w.contains("severity step instead")),
+            "{sample}: {sizing}"
+        );
+        let fetches =
+            recorded_requests(&["Action=GetMetricData", "selfheal_in_service", g.as_str()]);
+        assert_eq!(fetches.len(), 1, "{sample}: one GetMetricData request");
     }
     let notices = w.inbox.drain().await;
     assert_eq!(notices.len(), 3, "one notice per resize: {notices:?}");

@@ -2,20 +2,28 @@
 //! as the breach is severe, within the group's bounds and the guardrails.
 //!
 //! The flow: [`plan`] (which group, which direction, what max step; pure, from the alarm and
-//! the settings) → the group's facts (through the [`Groups`] port) → [`severity_step`] (how
-//! many instances; pure, swappable for another sizing method) → [`decide`] (pure: bounds,
+//! the settings) → the group's facts (through the [`Groups`] port) → for a scale-out, the
+//! group's load history (through the [`MetricHistory`] port, at most 5 s) and its forecast
+//! ([`selfheal::forecast::forecast_capacity`]) → [`choose_step`] (how many instances: the
+//! forecast when it is trustworthy, else [`severity_step`]; pure) → [`decide`] (pure: bounds,
 //! in-progress activities, opt-in) → guardrails → `SetDesiredCapacity` → read back → audit.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use selfheal::anomaly::Point;
 use selfheal::audit::AuditBuilder;
+use selfheal::forecast::{forecast_capacity, ForecastSettings, ForecastSizing};
 use selfheal::groups::{AutoScalingGroups, GroupFacts, Groups};
 use selfheal::guard::ConfigError;
+use selfheal::metrics::{
+    period_for_age, CloudWatchHistory, MetricHistory, MetricQuery, QueryEntry, Window,
+};
 use selfheal::runtime::alarms_or_reject;
 use selfheal::{
     Alarm, AlarmState, AuditRecord, Common, Decision, Function, HandlerError, Invocation, Options,
@@ -33,6 +41,27 @@ pub const SCALE_TAG: &str = "selfheal:scale";
 
 /// Default bound on one change, in instances.
 pub const DEFAULT_MAX_STEP: u32 = 4;
+
+/// Default load per instance forecast sizing sizes for, in the alarm metric's unit (percent
+/// for `CPUUtilization`).
+pub const DEFAULT_TARGET_UTILISATION: f64 = 70.0;
+
+/// How long the load history may take: scaling must not wait on CloudWatch.
+pub const HISTORY_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Load history read for the forecast (what the evaluation harness replays: 7 days).
+pub const HISTORY_SECS: i64 = 7 * 86_400;
+
+/// How the size of a change is chosen (`SELFHEAL_SCALE_SIZING`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SizingMode {
+    /// Forecast the group's load; fall back to the severity step when the forecast cannot be
+    /// trusted or had.
+    Forecast,
+    /// The severity step only; no history is read.
+    Severity,
+}
 
 /// Which way to resize.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -83,7 +112,7 @@ impl ScaleRule {
 }
 
 /// Settings of this function beyond the shared guardrails.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// `SELFHEAL_SCALE_MAX_STEP`: the most instances one alarm adds or removes (default 4).
     pub max_step: u32,
@@ -93,6 +122,14 @@ pub struct Settings {
     /// `SELFHEAL_SCALE_RULES`: `alarm-name=out|in[:max-step],...`; alarms not listed (and
     /// without a `selfheal:scale` tag) scale out.
     pub rules: BTreeMap<String, ScaleRule>,
+    /// `SELFHEAL_SCALE_SIZING`: `forecast` (default) or `severity`.
+    pub sizing: SizingMode,
+    /// `SELFHEAL_SCALE_TARGET_UTILISATION`: the alarm metric's value one instance should run
+    /// at when sized from the forecast (default 70, i.e. 70 % CPU); a number > 0.
+    pub target_utilisation: f64,
+    /// How long the load history may take (not an env var: [`HISTORY_FETCH_TIMEOUT`]; tests
+    /// shorten it).
+    pub history_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -101,6 +138,9 @@ impl Default for Settings {
             max_step: DEFAULT_MAX_STEP,
             groups: BTreeMap::new(),
             rules: BTreeMap::new(),
+            sizing: SizingMode::Forecast,
+            target_utilisation: DEFAULT_TARGET_UTILISATION,
+            history_timeout: HISTORY_FETCH_TIMEOUT,
         }
     }
 }
@@ -150,10 +190,41 @@ impl Settings {
                     expected: "alarm-name=out|in[:max-step] pairs separated by commas",
                 })?,
         };
+        let sizing = match get("SELFHEAL_SCALE_SIZING") {
+            None => SizingMode::Forecast,
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "forecast" => SizingMode::Forecast,
+                "severity" => SizingMode::Severity,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "SELFHEAL_SCALE_SIZING",
+                        value: v,
+                        expected: "forecast or severity",
+                    })
+                }
+            },
+        };
+        let target_utilisation = match get("SELFHEAL_SCALE_TARGET_UTILISATION") {
+            None => DEFAULT_TARGET_UTILISATION,
+            Some(v) => v
+                .trim_end_matches('%')
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|t| t.is_finite() && *t > 0.0)
+                .ok_or(ConfigError::Invalid {
+                    name: "SELFHEAL_SCALE_TARGET_UTILISATION",
+                    value: v,
+                    expected: "a number above 0 (the alarm metric's value per instance, e.g. 70)",
+                })?,
+        };
         Ok(Self {
             max_step,
             groups,
             rules,
+            sizing,
+            target_utilisation,
+            history_timeout: HISTORY_FETCH_TIMEOUT,
         })
     }
 }
@@ -333,9 +404,10 @@ fn mean(v: &[f64]) -> Option<f64> {
 /// How many instances to add or remove, and the arithmetic behind it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Step {
-    /// The sizing method (`severity`; other methods may follow).
+    /// The sizing method: `severity` or `forecast`.
     pub method: &'static str,
-    /// Instances to add or remove: at least 1, at most the max step.
+    /// Instances to add or remove: at most the max step; at least 1, except 0 when the
+    /// forecast holds a scale-in (see [`choose_step`]).
     pub size: u32,
     pub max_step: u32,
     /// The desired capacity the method proposed before bounding the step (when it has one).
@@ -438,6 +510,267 @@ fn num(x: f64) -> String {
     }
 }
 
+/// The id of the in-service instance count and of the load in [`load_query`]'s request.
+const IN_SERVICE_ID: &str = "selfheal_in_service";
+const LOAD_ID: &str = "selfheal_load";
+
+/// The group's load, whatever its size: the alarm metric (a per-instance average over the
+/// group) × `GroupInServiceInstances`, by metric math in one `GetMetricData` request. The raw
+/// average is no use to a forecaster: it falls when the group grows. `Err` says why the alarm
+/// does not allow it (then the severity step sizes the change).
+pub fn load_query(alarm: &Alarm, group: &str) -> Result<MetricQuery, String> {
+    let mut q = MetricQuery::from_alarm(alarm)?;
+    let metric = q
+        .entries
+        .iter()
+        .find(|e| e.id == q.returned)
+        .ok_or_else(|| "the alarm's evaluated metric is missing".to_string())?;
+    let (Some(ns), Some(name)) = (&metric.namespace, &metric.name) else {
+        return Err(
+            "the alarm evaluates a metric-math expression; forecast sizing needs a \
+             per-instance average over the group (e.g. CPUUtilization, Average, by \
+             AutoScalingGroupName)"
+                .into(),
+        );
+    };
+    if !metric
+        .stat
+        .as_deref()
+        .is_some_and(|s| s.eq_ignore_ascii_case("Average"))
+    {
+        return Err(format!(
+            "the alarm watches {ns}/{name} by its {} statistic; forecast sizing needs the \
+             Average over the group (a per-instance value)",
+            metric.stat.as_deref().unwrap_or("unknown")
+        ));
+    }
+    if metric.dimensions.get(GROUP_DIMENSION).map(String::as_str) != Some(group) {
+        return Err(format!(
+            "the alarm's metric {ns}/{name} is not averaged over group {group} (no \
+             {GROUP_DIMENSION}={group} dimension)"
+        ));
+    }
+    if q.entries
+        .iter()
+        .any(|e| e.id == IN_SERVICE_ID || e.id == LOAD_ID)
+    {
+        return Err(format!(
+            "the alarm already uses the metric id {IN_SERVICE_ID} or {LOAD_ID}"
+        ));
+    }
+    let returned = std::mem::replace(&mut q.returned, LOAD_ID.to_string());
+    q.entries.push(QueryEntry {
+        id: IN_SERVICE_ID.into(),
+        namespace: Some("AWS/AutoScaling".into()),
+        name: Some("GroupInServiceInstances".into()),
+        dimensions: BTreeMap::from([(GROUP_DIMENSION.to_string(), group.to_string())]),
+        stat: Some("Average".into()),
+        expression: None,
+    });
+    q.entries.push(QueryEntry {
+        id: LOAD_ID.into(),
+        namespace: None,
+        name: None,
+        dimensions: BTreeMap::new(),
+        stat: None,
+        expression: Some(format!("{returned} * {IN_SERVICE_ID}")),
+    });
+    Ok(q)
+}
+
+/// The history window read for the forecast, ending at `at`, and the period it is read at
+/// (the alarm's, at least 1 minute: CloudWatch keeps high-resolution data 3 hours only).
+pub fn history_window(at: DateTime<Utc>, alarm_period: u32) -> Window {
+    let period = period_for_age(HISTORY_SECS, alarm_period.max(1));
+    let t = at.timestamp();
+    let to_time = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).unwrap_or(at);
+    Window {
+        start: to_time(t - HISTORY_SECS),
+        // The end is exclusive in GetMetricData: one period past `at` includes its datapoint.
+        end: to_time(t + i64::from(period)),
+        period,
+    }
+}
+
+/// The forecaster's settings at a grid step of `step_secs`: the evaluated defaults (at 5
+/// minutes) kept in time, not in steps — a 30-minute horizon, the last hour held out, gaps
+/// up to 15 minutes filled.
+pub fn forecast_settings(step_secs: u32) -> ForecastSettings {
+    let step = i64::from(step_secs.max(1));
+    let steps = |secs: i64| {
+        usize::try_from((secs + step - 1) / step)
+            .unwrap_or(1)
+            .max(1)
+    };
+    ForecastSettings {
+        step_secs: step,
+        horizon_steps: steps(1800),
+        holdout_steps: steps(3600),
+        max_gap_steps: steps(900).max(3),
+        ..ForecastSettings::default()
+    }
+}
+
+/// The forecast as the handler obtained it: plain data for [`choose_step`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ForecastInput {
+    /// No forecast was attempted or the history could not be read: `why`, and the fetch
+    /// error when there was one.
+    NotMade { why: String, error: Option<String> },
+    /// The forecaster's answer (which may itself say to fall back).
+    Made(ForecastSizing),
+}
+
+/// Which sizing decided the change and why (`details.sizing` of the audit record).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SizingReport {
+    /// `SELFHEAL_SCALE_SIZING`.
+    pub setting: SizingMode,
+    /// What sized this change: `forecast` or `severity`.
+    pub used: &'static str,
+    /// Why, for people.
+    pub why: String,
+    /// Error of the forecast on the held-out recent history, and its limit, when measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fit_error: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fit_error_limit: Option<f64>,
+    /// The forecaster's whole answer: forecast values and peak, latest load, sized load,
+    /// target per instance, smoothing constants, fallback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<ForecastSizing>,
+    /// The history fetch error (or timeout), when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Datapoints of load history read (filled in by the handler).
+    pub history_points: usize,
+    /// What was read as the load (filled in by the handler).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_query: Option<String>,
+}
+
+impl SizingReport {
+    fn severity(setting: SizingMode, why: String) -> Self {
+        Self {
+            setting,
+            used: "severity",
+            why,
+            fit_error: None,
+            fit_error_limit: None,
+            forecast: None,
+            error: None,
+            history_points: 0,
+            load_query: None,
+        }
+    }
+}
+
+/// The step to take: the forecast's when it was made and trusted, else the severity step.
+///
+/// * Scale out to the forecast capacity, the change bounded to `1..=max_step`, and never less
+///   than the severity step: the alarm says the group is short now, whatever the forecast.
+/// * Scale in down to the forecast capacity, bounded to `1..=max_step`; when the forecast
+///   needs as many instances as there are (load is coming back), the step is 0 and
+///   [`decide`] holds the capacity.
+///
+/// This is the policy the evaluation harness (`eval/src/scale_eval.rs`) replays.
+pub fn choose_step(
+    breach: Option<&Breach>,
+    desired: u32,
+    direction: Direction,
+    max_step: u32,
+    setting: SizingMode,
+    forecast: &ForecastInput,
+) -> (Step, SizingReport) {
+    let severity = severity_step(breach, desired, direction, max_step);
+    let sizing = match forecast {
+        ForecastInput::NotMade { why, error } => {
+            let mut r = SizingReport::severity(setting, format!("severity step: {why}"));
+            r.error = error.clone();
+            return (severity, r);
+        }
+        ForecastInput::Made(s) => s,
+    };
+    let fit_error = sizing
+        .forecast
+        .as_ref()
+        .map(|f| f.fit_error)
+        .or(match &sizing.fallback {
+            Some(selfheal::forecast::Fallback::FitErrorTooHigh { error, .. }) => Some(*error),
+            _ => None,
+        });
+    let mut report = SizingReport {
+        setting,
+        used: "severity",
+        why: sizing.why.clone(),
+        fit_error,
+        fit_error_limit: Some(sizing.fit_error_limit),
+        forecast: Some(sizing.clone()),
+        error: None,
+        history_points: 0,
+        load_query: None,
+    };
+    let Some(wanted) = sizing.desired else {
+        return (severity, report);
+    };
+    let max_step = max_step.max(1);
+    let (size, arithmetic) = match direction {
+        Direction::Out => {
+            let raw = wanted.saturating_sub(desired);
+            let bounded = raw.clamp(1, max_step);
+            let size = bounded.max(severity.size);
+            let floor = if size > bounded {
+                format!(", raised to the severity step {}", severity.size)
+            } else {
+                String::new()
+            };
+            (
+                size,
+                format!(
+                    "forecast {wanted} instances: step {raw} bounded to 1..={max_step} = \
+                     {bounded}{floor}"
+                ),
+            )
+        }
+        Direction::In if wanted < desired => {
+            let raw = desired - wanted;
+            let size = raw.clamp(1, max_step);
+            (
+                size,
+                format!(
+                    "forecast {wanted} instances: step {raw} bounded to 1..={max_step} = {size}"
+                ),
+            )
+        }
+        Direction::In => (
+            0,
+            format!(
+                "forecast {wanted} instances, not fewer than the {desired} there are: the load \
+                 is coming back, holding capacity"
+            ),
+        ),
+    };
+    report.used = "forecast";
+    report.why = format!("{}; {arithmetic}", sizing.why);
+    let step = Step {
+        method: "forecast",
+        size,
+        max_step,
+        proposed: Some(u64::from(wanted)),
+        breach: severity.breach.clone(),
+        arithmetic: format!(
+            "{arithmetic} (load now {}, forecast peak {}, fit error {} on the last hour)",
+            sizing
+                .forecast
+                .as_ref()
+                .map_or("?".into(), |f| num(f.latest)),
+            sizing.forecast.as_ref().map_or("?".into(), |f| num(f.peak)),
+            fit_error.map_or("?".into(), |e| format!("{e:.3}")),
+        ),
+    };
+    (step, report)
+}
+
 /// The action: set this group's desired capacity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Resize {
@@ -508,6 +841,12 @@ pub fn decide(plan: &Plan, group: &GroupFacts, managed: bool, step: &Step) -> De
                     format!("group {name} is already at its MinSize {min} (desired {from})"),
                 );
             }
+            if step.size == 0 {
+                return Decision::skip(
+                    SkipCode::NothingToDo,
+                    format!("group {name} stays at {from}: {}", step.arithmetic),
+                );
+            }
             let wanted = from.saturating_sub(step.size);
             (wanted, wanted.clamp(min, max))
         }
@@ -550,6 +889,8 @@ pub fn capacity_exhausted(plan: &Plan, reason: &SkipReason) -> bool {
 pub struct Deps {
     pub common: Common,
     pub groups: Arc<dyn Groups>,
+    /// The group's load history, for forecast sizing.
+    pub history: Arc<dyn MetricHistory>,
     pub settings: Settings,
 }
 
@@ -560,11 +901,76 @@ impl Deps {
         let groups = Arc::new(AutoScalingGroups(aws_sdk_autoscaling::Client::new(
             &common.sdk,
         )));
+        let history = Arc::new(CloudWatchHistory::new(&common.sdk));
         Ok(Self {
             common,
             groups,
+            history,
             settings,
         })
+    }
+
+    /// The forecast for the group's load, from its history (read within
+    /// [`HISTORY_FETCH_TIMEOUT`]); a fetch that fails or times out never blocks scaling: the
+    /// severity step then sizes the change. Returns the forecast, the datapoints read and
+    /// what was read.
+    async fn forecast(
+        &self,
+        alarm: &Alarm,
+        plan: &Plan,
+        desired: u32,
+    ) -> (ForecastInput, usize, Option<String>) {
+        let not_made = |why: String, error: Option<String>| ForecastInput::NotMade { why, error };
+        if self.settings.sizing == SizingMode::Severity {
+            return (
+                not_made("SELFHEAL_SCALE_SIZING=severity".into(), None),
+                0,
+                None,
+            );
+        }
+        let query = match load_query(alarm, &plan.group) {
+            Ok(q) => q,
+            Err(why) => return (not_made(format!("no forecast: {why}"), None), 0, None),
+        };
+        let shown = query
+            .entries
+            .iter()
+            .find(|e| e.id == query.returned)
+            .and_then(|e| e.expression.clone());
+        let at = alarm
+            .time
+            .filter(|t| *t <= Utc::now())
+            .unwrap_or_else(Utc::now);
+        let window = history_window(at, query.period);
+        let fetched = tokio::time::timeout(
+            self.settings.history_timeout,
+            self.history.history(&query, &[window]),
+        )
+        .await;
+        let points: Vec<Point> = match fetched {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::warn!(alarm = %alarm.name, target = %plan.group, error = %e, "load history unavailable: severity step");
+                let why = "no forecast: the load history could not be read".to_string();
+                return (not_made(why, Some(e.to_string())), 0, shown);
+            }
+            Err(_) => {
+                let e = format!(
+                    "cloudwatch:GetMetricData did not answer within {} ms",
+                    self.settings.history_timeout.as_millis()
+                );
+                tracing::warn!(alarm = %alarm.name, target = %plan.group, error = %e, "load history unavailable: severity step");
+                let why = "no forecast: the load history could not be read".to_string();
+                return (not_made(why, Some(e)), 0, shown);
+            }
+        };
+        let sizing = forecast_capacity(
+            &points,
+            desired,
+            self.settings.target_utilisation,
+            &forecast_settings(window.period),
+        );
+        (ForecastInput::Made(sizing), points.len(), shown)
     }
 
     async fn handle_alarm(
@@ -616,14 +1022,36 @@ impl Deps {
             .detail("activities_in_progress", &facts.activities_in_progress);
         let tags = || facts.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         let managed = c.guard.policy().opt_in.matches(tags());
-        // The sizing method; issue 8 adds a forecast-sized alternative here.
-        let step = severity_step(
-            breach(alarm).as_ref(),
+        let breach = breach(alarm);
+        // The forecast changes only how far the group moves, never whether it can: decide
+        // with the severity step first, and read the history only when a change is possible.
+        let severity = severity_step(
+            breach.as_ref(),
             facts.desired,
             plan.direction,
             plan.max_step,
         );
-        let audit = audit.detail("step", &step);
+        let (step, sizing) = match decide(&plan, &facts, managed, &severity) {
+            Decision::Skip { .. } => {
+                let why = "the group cannot change; no history read".to_string();
+                (severity, SizingReport::severity(self.settings.sizing, why))
+            }
+            Decision::Act { .. } => {
+                let (input, points, shown) = self.forecast(alarm, &plan, facts.desired).await;
+                let (step, mut report) = choose_step(
+                    breach.as_ref(),
+                    facts.desired,
+                    plan.direction,
+                    plan.max_step,
+                    self.settings.sizing,
+                    &input,
+                );
+                report.history_points = points;
+                report.load_query = shown;
+                (step, report)
+            }
+        };
+        let audit = audit.detail("sizing", &sizing).detail("step", &step);
         let (action, reason) = match decide(&plan, &facts, managed, &step) {
             Decision::Skip { reason } => {
                 let audit = if capacity_exhausted(&plan, &reason) {

@@ -106,7 +106,24 @@ fn settings_defaults_and_errors() {
             max_step: Some(1)
         })
     );
+    assert_eq!(
+        (s.sizing, s.target_utilisation),
+        (SizingMode::Forecast, 70.0)
+    );
+    let s = settings(&[
+        ("SELFHEAL_SCALE_SIZING", " Severity "),
+        ("SELFHEAL_SCALE_TARGET_UTILISATION", "55%"),
+    ])
+    .unwrap();
+    assert_eq!(
+        (s.sizing, s.target_utilisation),
+        (SizingMode::Severity, 55.0)
+    );
     for bad in [
+        ("SELFHEAL_SCALE_SIZING", "magic"),
+        ("SELFHEAL_SCALE_TARGET_UTILISATION", "0"),
+        ("SELFHEAL_SCALE_TARGET_UTILISATION", "-5"),
+        ("SELFHEAL_SCALE_TARGET_UTILISATION", "NaN"),
         ("SELFHEAL_SCALE_MAX_STEP", "0"),
         ("SELFHEAL_SCALE_MAX_STEP", "-1"),
         ("SELFHEAL_SCALE_GROUPS", "no-equals-sign"),
@@ -476,6 +493,185 @@ fn every_sample_event_for_this_function_parses() {
     assert!(seen >= 7, "expected samples for every shape, found {seen}");
 }
 
+/// A forecaster's answer proposing `desired` instances (fit error 0.02), or a fallback.
+fn sizing_of(desired: Option<u32>, current: u32) -> ForecastSizing {
+    use selfheal::forecast::{Fallback, Forecast};
+    ForecastSizing {
+        desired,
+        current_desired: current,
+        sized_load: desired.map(|d| f64::from(d) * 70.0),
+        target_per_instance: 70.0,
+        forecast: desired.map(|d| Forecast {
+            values: vec![f64::from(d) * 70.0],
+            peak: f64::from(d) * 70.0,
+            latest: f64::from(current) * 70.0,
+            fit_error: 0.02,
+            alpha: 0.2,
+            beta: 0.0,
+            gamma: 0.1,
+            history_steps: 600,
+        }),
+        fit_error_limit: 0.15,
+        fallback: desired.is_none().then_some(Fallback::FitErrorTooHigh {
+            error: 0.4,
+            limit: 0.15,
+        }),
+        why: "test".into(),
+    }
+}
+
+#[test]
+fn choose_step_table() {
+    use Direction::{In, Out};
+    let small = breach_of(72.0, 60.0, Side::Above); // severity: 2 → 3, step 1
+    let low = breach_of(9.0, 20.0, Side::Below); // severity in: 6 → 3, step 3
+    let severe = breach_of(150.0, 60.0, Side::Above); // severity: 2 → 5, step 3
+    let made = |d: Option<u32>, cur| ForecastInput::Made(sizing_of(d, cur));
+    let not_made = ForecastInput::NotMade {
+        why: "no forecast: boom".into(),
+        error: Some("boom".into()),
+    };
+    // (breach, desired, direction, max_step, forecast) → (method, size, used)
+    let cases: Vec<(&Breach, u32, Direction, u32, ForecastInput, &str, u32)> = vec![
+        // forecast 10 from 2: +8 bounded to 4
+        (&small, 2, Out, 4, made(Some(10), 2), "forecast", 4),
+        // forecast 4 from 2: +2 (more than the severity step 1)
+        (&small, 2, Out, 4, made(Some(4), 2), "forecast", 2),
+        // forecast at or below now: never less than the severity step
+        (&small, 2, Out, 4, made(Some(1), 2), "forecast", 1),
+        (&severe, 2, Out, 4, made(Some(3), 2), "forecast", 3),
+        // fallbacks: the severity step
+        (&small, 2, Out, 4, made(None, 2), "severity", 1),
+        (&small, 2, Out, 4, not_made.clone(), "severity", 1),
+        // scale in down to the forecast, bounded
+        (&low, 6, In, 4, made(Some(5), 6), "forecast", 1),
+        (&low, 10, In, 4, made(Some(2), 10), "forecast", 4),
+        // scale in while the forecast needs what is there: hold (step 0)
+        (&low, 6, In, 4, made(Some(6), 6), "forecast", 0),
+        (&low, 6, In, 4, made(None, 6), "severity", 3),
+    ];
+    for (b, desired, dir, max_step, input, method, size) in cases {
+        let (step, report) = choose_step(
+            Some(b),
+            desired,
+            dir,
+            max_step,
+            SizingMode::Forecast,
+            &input,
+        );
+        assert_eq!(
+            (step.method, step.size, report.used),
+            (method, size, method),
+            "{desired} {dir:?} {input:?}: {}",
+            step.arithmetic
+        );
+        match &input {
+            ForecastInput::Made(s) => {
+                assert_eq!(report.forecast.as_ref(), Some(s));
+                assert_eq!(report.fit_error_limit, Some(0.15));
+                let want = if s.desired.is_some() { 0.02 } else { 0.4 };
+                assert_eq!(report.fit_error, Some(want));
+            }
+            ForecastInput::NotMade { .. } => {
+                assert_eq!(report.error.as_deref(), Some("boom"));
+                assert!(
+                    report.why.starts_with("severity step: no forecast"),
+                    "{}",
+                    report.why
+                );
+            }
+        }
+    }
+    // A held scale-in is a skip that says why.
+    let (step, _) = choose_step(
+        Some(&low),
+        6,
+        In,
+        4,
+        SizingMode::Forecast,
+        &made(Some(7), 6),
+    );
+    let d = decide(&plan_of(In, 4), &group(1, 10, 6), true, &step);
+    match d {
+        Decision::Skip { reason } => {
+            assert_eq!(reason.code, SkipCode::NothingToDo);
+            assert!(reason.detail.contains("holding capacity"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn load_query_multiplies_the_average_by_in_service_instances() {
+    let a = alarm_of("scale-group-eventbridge.json");
+    let q = load_query(&a, "selfheal-sample-asg").unwrap();
+    assert_eq!((q.returned.as_str(), q.period), ("selfheal_load", 60));
+    let ids: Vec<&str> = q.entries.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["m1", "selfheal_in_service", "selfheal_load"]);
+    assert_eq!(
+        q.entries[2].expression.as_deref(),
+        Some("m1 * selfheal_in_service")
+    );
+    assert_eq!(
+        q.entries[1].name.as_deref(),
+        Some("GroupInServiceInstances")
+    );
+    assert_eq!(
+        q.entries[1]
+            .dimensions
+            .get(GROUP_DIMENSION)
+            .map(String::as_str),
+        Some("selfheal-sample-asg")
+    );
+    // The SNS shape's statistic is upper case.
+    assert!(load_query(&alarm_of("scale-group-sns.json"), "selfheal-sample-asg").is_ok());
+    // Another group's metric, a sum, an expression: no forecast.
+    assert!(load_query(&a, "other")
+        .unwrap_err()
+        .contains("not averaged over group"));
+    let sum = json!({"detail-type": "CloudWatch Alarm State Change", "source": "aws.cloudwatch",
+        "detail": {"alarmName": "a", "state": {"value": "ALARM"}, "previousState": {"value": "OK"},
+                   "configuration": {"metrics": [{"id": "m1", "metricStat": {"metric": {"namespace": "AWS/ApplicationELB", "name": "RequestCount", "dimensions": {"AutoScalingGroupName": "g"}}, "period": 60, "stat": "Sum"}}]}}});
+    let err = load_query(&parse_alarms(&sum).unwrap()[0], "g").unwrap_err();
+    assert!(err.contains("Sum"), "{err}");
+    let math = json!({"detail-type": "CloudWatch Alarm State Change", "source": "aws.cloudwatch",
+        "detail": {"alarmName": "a", "state": {"value": "ALARM"}, "previousState": {"value": "OK"},
+                   "configuration": {"metrics": [
+                       {"id": "e1", "expression": "m1 / 2", "returnData": true},
+                       {"id": "m1", "metricStat": {"metric": {"namespace": "AWS/EC2", "name": "CPUUtilization", "dimensions": {"AutoScalingGroupName": "g"}}, "period": 60, "stat": "Average"}, "returnData": false}]}}});
+    let err = load_query(&parse_alarms(&math).unwrap()[0], "g").unwrap_err();
+    assert!(err.contains("expression"), "{err}");
+}
+
+#[test]
+fn forecast_settings_keep_the_evaluated_defaults_in_time() {
+    let five = forecast_settings(300);
+    assert_eq!(
+        five,
+        selfheal::forecast::ForecastSettings {
+            step_secs: 300,
+            ..Default::default()
+        }
+    );
+    let one = forecast_settings(60);
+    assert_eq!(
+        (
+            one.step_secs,
+            one.horizon_steps,
+            one.holdout_steps,
+            one.max_gap_steps
+        ),
+        (60, 30, 60, 15)
+    );
+    let w = history_window(
+        chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+        10,
+    );
+    assert_eq!(w.period, 60);
+    assert_eq!(w.start.timestamp(), 1_800_000_000 - HISTORY_SECS);
+    assert_eq!(w.end.timestamp(), 1_800_000_060);
+}
+
 proptest::proptest! {
     /// Whatever the numbers, the step is within 1..=max_step and a resize stays within the
     /// group's bounds and moves in the asked direction.
@@ -486,12 +682,25 @@ proptest::proptest! {
         above in proptest::bool::ANY,
         out in proptest::bool::ANY,
         min in 0u32..50, span in 0u32..50, desired in 0u32..120, max_step in 1u32..10,
+        forecast in proptest::option::of(0u32..200),
     ) {
         let side = if above { Side::Above } else { Side::Below };
         let dir = if out { Direction::Out } else { Direction::In };
         let b = breach_of(metric, threshold, side);
-        let step = severity_step(Some(&b), desired, dir, max_step);
-        proptest::prop_assert!((1..=max_step).contains(&step.size), "{:?}", step);
+        let severity = severity_step(Some(&b), desired, dir, max_step);
+        proptest::prop_assert!((1..=max_step).contains(&severity.size), "{:?}", severity);
+        let input = match forecast {
+            Some(f) => ForecastInput::Made(sizing_of(Some(f), desired)),
+            None => ForecastInput::Made(sizing_of(None, desired)),
+        };
+        let (step, _) = choose_step(Some(&b), desired, dir, max_step, SizingMode::Forecast, &input);
+        // Only a held scale-in has step 0; scaling out never goes below the severity step.
+        let least = match (dir, forecast) {
+            (Direction::In, Some(f)) if f >= desired => 0,
+            (Direction::Out, _) => severity.size,
+            _ => 1,
+        };
+        proptest::prop_assert!((least..=max_step).contains(&step.size), "{:?}", step);
         let g = group(min, min + span, desired);
         if let Decision::Act { action, .. } = decide(&plan_of(dir, max_step), &g, true, &step) {
             proptest::prop_assert!(action.to >= g.min_size && action.to <= g.max_size);
@@ -502,6 +711,305 @@ proptest::proptest! {
             if action.clamped_at.is_none() {
                 proptest::prop_assert_eq!(action.to.abs_diff(action.from), step.size);
             }
+            // From within the bounds, no change exceeds the max step.
+            if (g.min_size..=g.max_size).contains(&action.from) {
+                proptest::prop_assert!(action.to.abs_diff(action.from) <= max_step);
+            }
         }
+    }
+}
+
+/// The handler, with in-memory groups, ledger and history.
+mod handler {
+    use super::*;
+    use selfheal::guard::{Guardrails, KillSwitch, MemoryLedger};
+    use selfheal::{Auditor, AwsError, Outcome, Policy};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    struct FakeGroups {
+        group: Mutex<GroupFacts>,
+        set: Mutex<Vec<u32>>,
+    }
+
+    #[selfheal::groups::async_trait]
+    impl Groups for FakeGroups {
+        async fn facts(&self, name: &str) -> Result<Option<GroupFacts>, AwsError> {
+            let g = self.group.lock().unwrap().clone();
+            Ok((g.name == name).then_some(g))
+        }
+        async fn set_desired(&self, _name: &str, desired: u32) -> Result<(), AwsError> {
+            self.set.lock().unwrap().push(desired);
+            self.group.lock().unwrap().desired = desired;
+            Ok(())
+        }
+    }
+
+    enum Answer {
+        Points(Vec<Point>),
+        Fails,
+        Hangs,
+    }
+
+    struct FakeHistory {
+        answer: Answer,
+        calls: AtomicUsize,
+        queries: Mutex<Vec<(MetricQuery, Vec<Window>)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl MetricHistory for FakeHistory {
+        async fn history(
+            &self,
+            q: &MetricQuery,
+            windows: &[Window],
+        ) -> Result<Vec<Point>, AwsError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.queries
+                .lock()
+                .unwrap()
+                .push((q.clone(), windows.to_vec()));
+            match &self.answer {
+                Answer::Points(p) => Ok(p.clone()),
+                Answer::Fails => Err(AwsError::new(
+                    "cloudwatch:GetMetricData",
+                    "selfheal_load",
+                    "throttled",
+                )),
+                Answer::Hangs => std::future::pending().await,
+            }
+        }
+    }
+
+    /// `days` of load at 1-minute steps (the test alarm's period), `f(step)`.
+    fn load(days: i64, f: impl Fn(i64) -> f64) -> Vec<Point> {
+        let t0 = 1_800_000_000 - days * 86_400;
+        (0..days * 1440)
+            .map(|i| Point::new(t0 + i * 60, f(i)))
+            .collect()
+    }
+
+    /// Deterministic noise in [0, 1).
+    fn noise(i: i64) -> f64 {
+        let x = (i as u64)
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn deps(
+        answer: Answer,
+        env: &[(&str, &str)],
+        min: u32,
+        max: u32,
+        desired: u32,
+    ) -> (Deps, Arc<FakeGroups>, Arc<FakeHistory>) {
+        let lookup = |k: &str| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let common = Common {
+            function: FUNCTION,
+            sdk,
+            guard: Guardrails::new(
+                Policy::from_lookup(FUNCTION, lookup).unwrap(),
+                KillSwitch::new(None, true),
+                Arc::new(MemoryLedger::new()),
+            ),
+            audit: Auditor::new(None),
+        };
+        let mut g = group(min, max, desired);
+        g.tags.insert("selfheal:managed".into(), "true".into());
+        let groups = Arc::new(FakeGroups {
+            group: Mutex::new(g),
+            set: Mutex::new(Vec::new()),
+        });
+        let history = Arc::new(FakeHistory {
+            answer,
+            calls: AtomicUsize::new(0),
+            queries: Mutex::new(Vec::new()),
+        });
+        let mut settings = Settings::from_lookup(lookup).unwrap();
+        settings.history_timeout = std::time::Duration::from_millis(50);
+        let d = Deps {
+            common,
+            groups: groups.clone(),
+            history: history.clone(),
+            settings,
+        };
+        (d, groups, history)
+    }
+
+    /// The test alarm on group `g`: CPU 72 against 60 (the severity step adds 1 to 2).
+    fn event(direction: &str, points: &[f64]) -> Value {
+        let rd = json!({"threshold": 60.0, "recentDatapoints": points}).to_string();
+        let reason = if direction == "in" {
+            "Threshold Crossed: datapoints were less than the threshold (60.0)"
+        } else {
+            "Threshold Crossed: datapoints were greater than the threshold (60.0)"
+        };
+        json!({"detail-type": "CloudWatch Alarm State Change", "source": "aws.cloudwatch",
+            "detail": {"alarmName": "cpu", "tags": {"selfheal:scale": direction},
+                       "state": {"value": "ALARM", "reason": reason, "reasonData": rd},
+                       "previousState": {"value": "OK"},
+                       "configuration": {"metrics": [{"id": "m1", "metricStat": {"metric": {"namespace": "AWS/EC2", "name": "CPUUtilization", "dimensions": {"AutoScalingGroupName": "g"}}, "period": 60, "stat": "Average"}}]}}})
+    }
+
+    async fn handle(d: &Deps, ev: Value) -> AuditRecord {
+        let r = d
+            .handle(ev, Invocation::local(std::time::Duration::from_secs(30)))
+            .await
+            .unwrap();
+        assert_eq!(r.audits.len(), 1);
+        r.audits.into_iter().next().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_trusted_forecast_sizes_the_step() {
+        // A steady 700 instance-percent: 10 instances at 70 %; from 2, bounded to +4.
+        let (d, groups, history) = deps(Answer::Points(load(3, |_| 700.0)), &[], 1, 20, 2);
+        let rec = handle(&d, event("out", &[72.0])).await;
+        assert_eq!(rec.decision, Outcome::Acted, "{rec:?}");
+        assert_eq!(*groups.set.lock().unwrap(), [6]);
+        let s = &rec.details["sizing"];
+        assert_eq!(s["used"], "forecast", "{s}");
+        assert_eq!(s["setting"], "forecast");
+        assert_eq!(s["fit_error"], 0.0);
+        assert_eq!(s["fit_error_limit"], 0.15);
+        assert_eq!(s["forecast"]["desired"], 10);
+        assert_eq!(s["forecast"]["forecast"]["peak"], 700.0);
+        assert_eq!(s["history_points"], 3 * 1440);
+        assert_eq!(s["load_query"], "m1 * selfheal_in_service");
+        assert_eq!(rec.details["step"]["method"], "forecast");
+        assert!(
+            rec.reason
+                .contains("forecast 10 instances: step 8 bounded to 1..=4 = 4"),
+            "{}",
+            rec.reason
+        );
+        // One request: 7 days at the alarm's period, the load by metric math.
+        assert_eq!(history.calls.load(Ordering::SeqCst), 1);
+        let q = history.queries.lock().unwrap();
+        let (query, windows) = &q[0];
+        assert_eq!(query.returned, "selfheal_load");
+        assert_eq!(windows.len(), 1);
+        assert_eq!(windows[0].period, 60);
+        assert_eq!(
+            windows[0].end.timestamp() - windows[0].start.timestamp(),
+            HISTORY_SECS + 60
+        );
+    }
+
+    #[tokio::test]
+    async fn clamping_and_the_step_bound_still_hold_with_a_forecast() {
+        // Forecast 10, max step 10 from the alarm tag, MaxSize 8: cut at MaxSize.
+        let (d, groups, _) = deps(
+            Answer::Points(load(3, |_| 700.0)),
+            &[("SELFHEAL_SCALE_MAX_STEP", "10")],
+            1,
+            8,
+            2,
+        );
+        let rec = handle(&d, event("out", &[72.0])).await;
+        assert_eq!(*groups.set.lock().unwrap(), [8]);
+        assert_eq!(rec.details["clamped_at"], "MaxSize");
+        assert_eq!(rec.details["sizing"]["used"], "forecast");
+    }
+
+    #[tokio::test]
+    async fn a_scale_in_is_held_when_the_forecast_needs_the_capacity() {
+        // 700 instance-percent needs 10; the group has 6: hold, do not remove.
+        let (d, groups, _) = deps(Answer::Points(load(3, |_| 700.0)), &[], 1, 20, 6);
+        let rec = handle(&d, event("in", &[9.0])).await;
+        assert_eq!(rec.decision, Outcome::Skipped, "{rec:?}");
+        assert_eq!(rec.code, "nothing-to-do", "{rec:?}");
+        assert!(rec.reason.contains("holding capacity"), "{}", rec.reason);
+        assert!(groups.set.lock().unwrap().is_empty());
+        // A quiet load (140 = 2 instances): down to the forecast, bounded by the max step.
+        let (d, groups, _) = deps(Answer::Points(load(3, |_| 140.0)), &[], 1, 20, 10);
+        let rec = handle(&d, event("in", &[9.0])).await;
+        assert_eq!(rec.decision, Outcome::Acted, "{rec:?}");
+        assert_eq!(*groups.set.lock().unwrap(), [6]);
+    }
+
+    #[tokio::test]
+    async fn a_high_fit_error_falls_back_to_the_severity_step() {
+        let (d, groups, _) = deps(
+            Answer::Points(load(3, |i| 100.0 + 900.0 * noise(i))),
+            &[],
+            1,
+            20,
+            2,
+        );
+        let rec = handle(&d, event("out", &[72.0])).await;
+        assert_eq!(rec.decision, Outcome::Acted, "{rec:?}");
+        // The severity step: ceil(2 × 72/60) = 3.
+        assert_eq!(*groups.set.lock().unwrap(), [3]);
+        let s = &rec.details["sizing"];
+        assert_eq!(s["used"], "severity", "{s}");
+        assert_eq!(s["forecast"]["fallback"]["reason"], "fit-error-too-high");
+        assert!(s["fit_error"].as_f64().unwrap() > 0.15, "{s}");
+        assert!(
+            s["why"].as_str().unwrap().contains("severity step instead"),
+            "{s}"
+        );
+        assert_eq!(rec.details["step"]["method"], "severity");
+    }
+
+    #[tokio::test]
+    async fn too_little_history_falls_back_to_the_severity_step() {
+        let (d, groups, _) = deps(Answer::Points(load(1, |_| 700.0)), &[], 1, 20, 2);
+        let rec = handle(&d, event("out", &[72.0])).await;
+        assert_eq!(*groups.set.lock().unwrap(), [3]);
+        let s = &rec.details["sizing"];
+        assert_eq!(s["used"], "severity", "{s}");
+        assert_eq!(s["forecast"]["fallback"]["reason"], "too-little-history");
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_slow_fetch_falls_back_to_the_severity_step() {
+        for (answer, error) in [
+            (Answer::Fails, "throttled"),
+            (Answer::Hangs, "did not answer within 50 ms"),
+        ] {
+            let (d, groups, _) = deps(answer, &[], 1, 20, 2);
+            let rec = handle(&d, event("out", &[72.0])).await;
+            assert_eq!(rec.decision, Outcome::Acted, "{rec:?}");
+            assert_eq!(*groups.set.lock().unwrap(), [3]);
+            let s = &rec.details["sizing"];
+            assert_eq!(s["used"], "severity", "{s}");
+            assert!(s["error"].as_str().unwrap().contains(error), "{s}");
+            assert!(
+                s["why"]
+                    .as_str()
+                    .unwrap()
+                    .contains("load history could not be read"),
+                "{s}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn severity_setting_and_groups_that_cannot_change_read_no_history() {
+        let (d, groups, history) = deps(
+            Answer::Points(load(3, |_| 700.0)),
+            &[("SELFHEAL_SCALE_SIZING", "severity")],
+            1,
+            20,
+            2,
+        );
+        let rec = handle(&d, event("out", &[72.0])).await;
+        assert_eq!(*groups.set.lock().unwrap(), [3]);
+        assert_eq!(rec.details["sizing"]["used"], "severity");
+        assert_eq!(history.calls.load(Ordering::SeqCst), 0);
+        // At MaxSize: refused before any history is read.
+        let (d, _, history) = deps(Answer::Points(load(3, |_| 700.0)), &[], 1, 2, 2);
+        let rec = handle(&d, event("out", &[72.0])).await;
+        assert_eq!(rec.code, "at-bound", "{rec:?}");
+        assert_eq!(history.calls.load(Ordering::SeqCst), 0);
     }
 }
