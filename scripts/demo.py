@@ -120,7 +120,8 @@ class Demo:
         env_file = os.path.join(tempfile.mkdtemp(prefix="selfheal-demo-"), "functions.env")
         with open(env_file, "w") as f:
             for k, v in sorted(env.items()):
-                f.write(f"{k}={v}\n")
+                # Quoted: values such as `src=replica` or URLs trip the unquoted syntax.
+                f.write(f'{k}="{v}"\n')
         self.port = free_port()
         self.watch_log = open(os.path.join(os.path.dirname(env_file), "watch.log"), "w")
         self.watch = subprocess.Popen(
@@ -231,19 +232,22 @@ def main():
         "SELFHEAL_TOPIC_ARN": demo.topic_arn,
         "RUST_LOG": "warn",
     }
+    # Each function gets its own runtime emulator with its own settings, as each Lambda
+    # function has its own environment in AWS.
+    envs = {}
     for fn, mod in modules:
-        env.update(mod.setup(demo) or {})
-    demo.start_runtime(env)
-    try:
-        for fn, mod in modules:
+        envs[fn] = {**env, **(mod.setup(demo) or {})}
+    for fn, mod in modules:
+        demo.start_runtime(envs[fn])
+        try:
             demo.section(mod.TITLE)
             mod.run(demo)
-        demo.section("notifications sent to the operators' topic")
-        for subject, msg in demo.notices():
-            reason = msg.get("reason", "") if isinstance(msg, dict) else str(msg)
-            print(f" ✉ {subject} — {reason[:110]}")
-    finally:
-        demo.stop_runtime()
+        finally:
+            demo.stop_runtime()
+    demo.section("notifications sent to the operators' topic")
+    for subject, msg in demo.notices():
+        reason = msg.get("reason", "") if isinstance(msg, dict) else str(msg)
+        print(f" ✉ {subject} — {reason[:110]}")
     if demo.failures:
         print(f"\n{RED}{demo.failures} unexpected result(s){RESET}")
         sys.exit(1)

@@ -51,6 +51,19 @@ impl Invocation {
     }
 }
 
+/// The `Lambda-Runtime-Deadline-Ms` header is an absolute time in epoch milliseconds. The
+/// local runtime emulator (`cargo lambda watch`) sends the function timeout instead (e.g.
+/// `600000`); a value before the year 2001 cannot be an absolute deadline, so it is read as
+/// time left from now.
+pub fn deadline_from_header(deadline_ms: u64, now: SystemTime) -> SystemTime {
+    const YEAR_2001_MS: u64 = 978_307_200_000;
+    if deadline_ms < YEAR_2001_MS {
+        now + Duration::from_millis(deadline_ms)
+    } else {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms)
+    }
+}
+
 /// What a handler produced: the response Lambda returns, and the audit records it wrote.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -257,9 +270,7 @@ where
                 async move {
                     let inv = Invocation {
                         request_id: ev.context.request_id.clone(),
-                        deadline: Some(
-                            SystemTime::UNIX_EPOCH + Duration::from_millis(ev.context.deadline),
-                        ),
+                        deadline: Some(deadline_from_header(ev.context.deadline, SystemTime::now())),
                     };
                     f.handle(ev.payload, inv).await.map(|r| r.body)
                 }
@@ -342,6 +353,13 @@ mod tests {
         assert!(args(&["--dry-run"]).is_err());
         assert!(args(&["--event"]).is_err());
         assert!(args(&["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn deadline_header_absolute_or_relative() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        assert_eq!(deadline_from_header(1_795_000_030_000, now), now + Duration::from_secs(30));
+        assert_eq!(deadline_from_header(600_000, now), now + Duration::from_secs(600));
     }
 
     #[test]
