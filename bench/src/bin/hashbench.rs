@@ -23,7 +23,11 @@ fn hash_file(path: &str, specs: &[Spec], chunk: usize) -> std::io::Result<(u64, 
         h.update(&buf[..n]);
     }
     let bytes = h.bytes();
-    let digests = h.finish().into_iter().map(|c| c.value.as_deref().map(to_hex).unwrap_or_default()).collect();
+    let digests = h
+        .finish()
+        .into_iter()
+        .map(|c| c.value.as_deref().map(to_hex).unwrap_or_default())
+        .collect();
     Ok((bytes, start.elapsed().as_secs_f64(), digests))
 }
 
@@ -35,8 +39,14 @@ fn main() -> std::process::ExitCode {
     };
     // 1 MiB: the size of the body chunks restore-object hashes as they stream in.
     let chunk = args.get(1).and_then(|c| c.parse().ok()).unwrap_or(1 << 20);
-    let mut runs: Vec<(String, Vec<Spec>)> = Algorithm::ALL.iter().map(|a| (a.as_str().to_string(), vec![Spec::whole(*a)])).collect();
-    runs.push(("all-six-one-pass".into(), Algorithm::ALL.iter().map(|a| Spec::whole(*a)).collect()));
+    let mut runs: Vec<(String, Vec<Spec>)> = Algorithm::ALL
+        .iter()
+        .map(|a| (a.as_str().to_string(), vec![Spec::whole(*a)]))
+        .collect();
+    runs.push((
+        "all-six-one-pass".into(),
+        Algorithm::ALL.iter().map(|a| Spec::whole(*a)).collect(),
+    ));
     for (name, specs) in runs {
         match hash_file(path, &specs, chunk) {
             Ok((bytes, secs, digests)) => println!(
