@@ -964,7 +964,13 @@ mod tests {
     fn alarm_tags_are_read() {
         let mut ev = eventbridge("ALARM", "OK", json!([]));
         ev["detail"]["alarmTags"] = json!({"selfheal:scale": "in"});
-        assert_eq!(parse_alarms(&ev).unwrap()[0].tags.get("selfheal:scale").map(String::as_str), Some("in"));
+        assert_eq!(
+            parse_alarms(&ev).unwrap()[0]
+                .tags
+                .get("selfheal:scale")
+                .map(String::as_str),
+            Some("in")
+        );
     }
 
     #[test]

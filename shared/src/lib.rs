@@ -4,9 +4,9 @@
 pub mod alarm;
 pub mod anomaly;
 pub mod audit;
+pub mod aws;
 pub mod checksums;
 pub mod cursors;
-pub mod aws;
 pub mod decision;
 pub mod forecast;
 pub mod groups;
@@ -14,10 +14,10 @@ pub mod guard;
 pub mod idempotency;
 pub mod instances;
 pub mod metrics;
+pub mod objects;
 pub mod parking;
 pub mod processed;
 pub mod queues;
-pub mod objects;
 pub mod runtime;
 pub mod telemetry;
 

@@ -270,7 +270,10 @@ where
                 async move {
                     let inv = Invocation {
                         request_id: ev.context.request_id.clone(),
-                        deadline: Some(deadline_from_header(ev.context.deadline, SystemTime::now())),
+                        deadline: Some(deadline_from_header(
+                            ev.context.deadline,
+                            SystemTime::now(),
+                        )),
                     };
                     f.handle(ev.payload, inv).await.map(|r| r.body)
                 }
@@ -358,8 +361,14 @@ mod tests {
     #[test]
     fn deadline_header_absolute_or_relative() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-        assert_eq!(deadline_from_header(1_795_000_030_000, now), now + Duration::from_secs(30));
-        assert_eq!(deadline_from_header(600_000, now), now + Duration::from_secs(600));
+        assert_eq!(
+            deadline_from_header(1_795_000_030_000, now),
+            now + Duration::from_secs(30)
+        );
+        assert_eq!(
+            deadline_from_header(600_000, now),
+            now + Duration::from_secs(600)
+        );
     }
 
     #[test]
