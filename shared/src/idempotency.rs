@@ -11,11 +11,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, KeysAndAttributes, Put, PutRequest, TransactWriteItem, Update,
     WriteRequest,
 };
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::Client;
 
 use crate::aws::AwsError;
@@ -166,14 +166,18 @@ impl DynamoIdempotency {
             .item("owner", s(&c.owner))
             .item("lease_until", n(c.lease_until))
             .item(TTL_ATTRIBUTE, n(c.expires_at))
-            .condition_expression("attribute_not_exists(#pk) OR (#state = :inprogress AND #lease < :now)")
+            .condition_expression(
+                "attribute_not_exists(#pk) OR (#state = :inprogress AND #lease <= :now)",
+            )
             .expression_attribute_names("#pk", KEY_ATTRIBUTE)
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#lease", "lease_until")
             .expression_attribute_values(":inprogress", s(IN_PROGRESS))
             .expression_attribute_values(":now", n(now))
             .build()
-            .map_err(|e| AwsError::new("dynamodb:TransactWriteItems", &self.table, e.to_string()))?;
+            .map_err(|e| {
+                AwsError::new("dynamodb:TransactWriteItems", &self.table, e.to_string())
+            })?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
@@ -191,8 +195,25 @@ impl DynamoIdempotency {
             .expression_attribute_values(":room", n(room))
             .expression_attribute_values(":ttl", n(b.expires_at))
             .build()
-            .map_err(|e| AwsError::new("dynamodb:TransactWriteItems", &self.table, e.to_string()))?;
+            .map_err(|e| {
+                AwsError::new("dynamodb:TransactWriteItems", &self.table, e.to_string())
+            })?;
         Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Units left in the budget (0 when it cannot be read as a number).
+    async fn budget_room(&self, b: &Budget) -> Result<u32, AwsError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, s(&b.key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("dynamodb:GetItem", &self.table, e))?;
+        let used = out.item.as_ref().and_then(|i| num(i, "used")).unwrap_or(0);
+        Ok(u32::try_from(i64::from(b.cap) - used).unwrap_or(0))
     }
 
     /// Claims one chunk; loops when the transaction is cancelled, dropping what cannot be
@@ -206,14 +227,15 @@ impl DynamoIdempotency {
     ) -> Result<(), AwsError> {
         // Indices (into `claims`) still being tried.
         let mut pending: Vec<usize> = (0..claims.len()).collect();
-        let mut use_budget = budget.is_some();
+        // Cleared once the budget is found exhausted: budgeted claims are then refused.
+        let mut use_budget = true;
         for round in 0..ROUNDS * 2 {
             let budgeted: Vec<usize> = pending
                 .iter()
                 .copied()
                 .filter(|&i| claims.get(i).is_some_and(|c| c.uses_budget))
                 .collect();
-            if !use_budget {
+            if budget.is_some() && !use_budget {
                 for &i in &budgeted {
                     if let Some(r) = results.get_mut(i) {
                         *r = ClaimResult::BudgetRefused;
@@ -228,7 +250,15 @@ impl DynamoIdempotency {
             let budget_item = match budget {
                 Some(b) if use_budget && units > 0 => {
                     if units > b.cap {
-                        use_budget = false;
+                        // Never more than the cap in one go: refuse the excess, try the rest.
+                        let excess: Vec<usize> =
+                            budgeted.iter().copied().skip(b.cap as usize).collect();
+                        for &i in &excess {
+                            if let Some(r) = results.get_mut(i) {
+                                *r = ClaimResult::BudgetRefused;
+                            }
+                        }
+                        pending.retain(|i| !excess.contains(i));
                         continue;
                     }
                     Some(self.budget_item(b, units)?)
@@ -281,9 +311,10 @@ impl DynamoIdempotency {
             let code = |k: usize| reasons.get(k).cloned().flatten();
             let failed = |c: &Option<String>| c.as_deref().is_some_and(|c| c != "None");
             let mut raced = false;
+            let mut over_budget = false;
             if offset == 1 {
                 match code(0).as_deref() {
-                    Some("ConditionalCheckFailed") => use_budget = false,
+                    Some("ConditionalCheckFailed") => over_budget = true,
                     Some("None") | None => {}
                     Some(_) => raced = true,
                 }
@@ -313,6 +344,31 @@ impl DynamoIdempotency {
                 ));
             }
             pending = next;
+            if over_budget {
+                // Take what room is left, in order; refuse the rest.
+                let room = match budget {
+                    Some(b) => self.budget_room(b).await? as usize,
+                    None => 0,
+                };
+                if room == 0 {
+                    use_budget = false;
+                } else {
+                    let mut seen = 0;
+                    pending.retain(|&i| {
+                        if !claims.get(i).is_some_and(|c| c.uses_budget) {
+                            return true;
+                        }
+                        seen += 1;
+                        if seen > room {
+                            if let Some(r) = results.get_mut(i) {
+                                *r = ClaimResult::BudgetRefused;
+                            }
+                            return false;
+                        }
+                        true
+                    });
+                }
+            }
             if raced {
                 backoff(round).await;
             }
@@ -339,9 +395,10 @@ impl IdempotencyLedger for DynamoIdempotency {
             for k in chunk {
                 request = request.keys(HashMap::from([(KEY_ATTRIBUTE.to_string(), s(*k))]));
             }
-            let mut request = Some(request.build().map_err(|e| {
-                AwsError::new("dynamodb:BatchGetItem", &self.table, e.to_string())
-            })?);
+            let mut request =
+                Some(request.build().map_err(|e| {
+                    AwsError::new("dynamodb:BatchGetItem", &self.table, e.to_string())
+                })?);
             for round in 0..=ROUNDS {
                 let Some(req) = request.take() else { break };
                 if round > 0 {
@@ -354,8 +411,15 @@ impl IdempotencyLedger for DynamoIdempotency {
                     .send()
                     .await
                     .map_err(|e| AwsError::from_sdk("dynamodb:BatchGetItem", &self.table, e))?;
-                for item in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
-                    if let (Some(key), Some(state)) = (text(&item, KEY_ATTRIBUTE), parse_state(&item)) {
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    if let (Some(key), Some(state)) =
+                        (text(&item, KEY_ATTRIBUTE), parse_state(&item))
+                    {
                         found.insert(key, state);
                     }
                 }
@@ -402,7 +466,9 @@ impl IdempotencyLedger for DynamoIdempotency {
             let del = DeleteRequest::builder()
                 .key(KEY_ATTRIBUTE, s(key))
                 .build()
-                .map_err(|e| AwsError::new("dynamodb:BatchWriteItem", &self.table, e.to_string()))?;
+                .map_err(|e| {
+                    AwsError::new("dynamodb:BatchWriteItem", &self.table, e.to_string())
+                })?;
             writes.insert(key, WriteRequest::builder().delete_request(del).build());
         }
         for d in done {
@@ -414,7 +480,9 @@ impl IdempotencyLedger for DynamoIdempotency {
                 .item("at", n(d.at))
                 .item(TTL_ATTRIBUTE, n(d.expires_at))
                 .build()
-                .map_err(|e| AwsError::new("dynamodb:BatchWriteItem", &self.table, e.to_string()))?;
+                .map_err(|e| {
+                    AwsError::new("dynamodb:BatchWriteItem", &self.table, e.to_string())
+                })?;
             writes.insert(&d.key, WriteRequest::builder().put_request(put).build());
         }
         let writes: Vec<WriteRequest> = writes.into_values().collect();
@@ -476,7 +544,10 @@ mod tests {
             ("outcome".to_string(), s("replayed")),
             ("at".to_string(), n(7)),
         ]);
-        assert!(matches!(parse_state(&item), Some(State::Done { at: 7, .. })));
+        assert!(matches!(
+            parse_state(&item),
+            Some(State::Done { at: 7, .. })
+        ));
         assert_eq!(parse_state(&HashMap::new()), None);
     }
 }

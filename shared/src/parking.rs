@@ -80,7 +80,11 @@ pub struct S3Parking {
 }
 
 impl S3Parking {
-    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
+    pub fn new(
+        client: aws_sdk_s3::Client,
+        bucket: impl Into<String>,
+        prefix: impl Into<String>,
+    ) -> Self {
         Self {
             client,
             bucket: bucket.into(),

@@ -57,9 +57,10 @@ impl ProcessedLookup for DynamoProcessed {
                     AttributeValue::S((*id).clone()),
                 )]));
             }
-            let mut pending = Some(req.build().map_err(|e| {
-                AwsError::new("dynamodb:BatchGetItem", &self.table, e.to_string())
-            })?);
+            let mut pending =
+                Some(req.build().map_err(|e| {
+                    AwsError::new("dynamodb:BatchGetItem", &self.table, e.to_string())
+                })?);
             for round in 0..=ROUNDS {
                 let Some(req) = pending.take() else { break };
                 if round > 0 {

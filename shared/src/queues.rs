@@ -98,8 +98,11 @@ pub trait Queues: Send + Sync {
     /// or why that message was not sent. When a whole request fails, every message in it
     /// gets that error (the error does not say whether SQS stored them: a timeout may hide
     /// a success).
-    async fn send(&self, queue_url: &str, messages: &[OutgoingMessage])
-        -> Vec<Result<String, AwsError>>;
+    async fn send(
+        &self,
+        queue_url: &str,
+        messages: &[OutgoingMessage],
+    ) -> Vec<Result<String, AwsError>>;
 
     /// The queue's tags.
     async fn tags(&self, queue_url: &str) -> Result<BTreeMap<String, String>, AwsError>;
@@ -168,8 +171,7 @@ impl SqsQueues {
                     }
                 }
                 for failed in out.failed() {
-                    if let Some(slot) = entry_index(failed.id()).and_then(|i| results.get_mut(i))
-                    {
+                    if let Some(slot) = entry_index(failed.id()).and_then(|i| results.get_mut(i)) {
                         *slot = Some(Err(AwsError {
                             operation: "sqs:SendMessageBatch",
                             resource: queue_url.to_string(),

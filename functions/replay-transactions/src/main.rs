@@ -1,4 +1,10 @@
-fn main() {
-    eprintln!("{}: not implemented yet", replay_transactions::FUNCTION);
-    std::process::exit(1);
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    selfheal::runtime::start(
+        replay_transactions::FUNCTION,
+        replay_transactions::Deps::from_env,
+    )
+    .await
 }
