@@ -179,6 +179,35 @@ impl Common {
         AuditRecord::builder(self.function, &inv.request_id, trigger, target)
     }
 
+    /// Logs, measures and notifies one record, and hands it back.
+    pub async fn record(&self, rec: AuditRecord) -> AuditRecord {
+        self.audit.record(&rec).await;
+        rec
+    }
+
+    /// Audits a failure; hands it back to Lambda as an error when a retry can fix it (the
+    /// record says which).
+    pub async fn fail(
+        &self,
+        audit: crate::audit::AuditBuilder,
+        code: &str,
+        msg: String,
+        retryable: bool,
+    ) -> Result<AuditRecord, HandlerError> {
+        let rec = self
+            .record(
+                audit
+                    .detail("retryable", retryable)
+                    .failed(code, msg.clone()),
+            )
+            .await;
+        if retryable {
+            Err(HandlerError::Retryable(msg))
+        } else {
+            Ok(rec)
+        }
+    }
+
     /// Records an event this function cannot read, and returns the error to hand back.
     pub async fn reject(&self, inv: &Invocation, trigger: &str, detail: String) -> HandlerError {
         let rec = self

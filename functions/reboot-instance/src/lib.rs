@@ -341,6 +341,7 @@ impl Deps {
             Ok(id) => id,
             Err(reason) => {
                 return Ok(self
+                    .common
                     .record(
                         c.audit_for(inv, alarm.shape.as_str(), &alarm.name)
                             .details(details)
@@ -354,19 +355,22 @@ impl Deps {
             Ok(f) => f,
             Err(e) => {
                 return self
+                    .common
                     .fail(audit, "describe-failed", e.to_string(), e.retryable)
                     .await
             }
         };
         let audit = audit.detail("instance_state", facts.as_ref().map(|f| f.state.clone()));
         let (action, reason) = match decide(alarm, &id, facts.as_ref()) {
-            Decision::Skip { reason } => return Ok(self.record(audit.skipped(&reason)).await),
+            Decision::Skip { reason } => {
+                return Ok(self.common.record(audit.skipped(&reason)).await)
+            }
             Decision::Act { action, reason } => (action, reason),
         };
         let (gate_skip, gate_report) = self.gate(alarm, &id).await;
         let audit = audit.detail("anomaly_gate", &gate_report);
         if let Some(reason) = gate_skip {
-            return Ok(self.record(audit.skipped(&reason)).await);
+            return Ok(self.common.record(audit.skipped(&reason)).await);
         }
         let tags = facts.as_ref().map(|f| &f.tags);
         let verdict = c
@@ -386,6 +390,7 @@ impl Deps {
             Ok(v) => v,
             Err(e) => {
                 return self
+                    .common
                     .fail(audit, "ledger-failed", e.to_string(), e.retryable())
                     .await
             }
@@ -394,46 +399,21 @@ impl Deps {
             .clone()
             .from_verdict(&verdict, format!("reboot {}: {reason}", action.instance_id))
         {
-            return Ok(self.record(rec).await);
+            return Ok(self.common.record(rec).await);
         }
         debug_assert_eq!(verdict, Verdict::Act);
         match self.instances.reboot(&action.instance_id).await {
             Ok(()) => Ok(self
+                .common
                 .record(audit.acted(format!("rebooted {}: {reason}", action.instance_id)))
                 .await),
             // Not returned for a Lambda retry even when retryable: the SDK already retried with
             // backoff, and the ledger holds the reservation, so a retry would only be refused
             // by the cooldown. The failure is audited and notified instead.
             Err(e) => Ok(self
+                .common
                 .record(audit.failed("reboot-failed", e.to_string()))
                 .await),
-        }
-    }
-
-    async fn record(&self, rec: AuditRecord) -> AuditRecord {
-        self.common.audit.record(&rec).await;
-        rec
-    }
-
-    /// Audits a failure; hands it back to Lambda for a retry when a retry can fix it.
-    async fn fail(
-        &self,
-        audit: selfheal::audit::AuditBuilder,
-        code: &str,
-        msg: String,
-        retryable: bool,
-    ) -> Result<AuditRecord, HandlerError> {
-        let rec = self
-            .record(
-                audit
-                    .detail("retryable", retryable)
-                    .failed(code, msg.clone()),
-            )
-            .await;
-        if retryable {
-            Err(HandlerError::Retryable(msg))
-        } else {
-            Ok(rec)
         }
     }
 }

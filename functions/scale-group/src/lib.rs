@@ -17,7 +17,6 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use selfheal::anomaly::Point;
-use selfheal::audit::AuditBuilder;
 use selfheal::forecast::{forecast_capacity, ForecastSettings, ForecastSizing};
 use selfheal::groups::{AutoScalingGroups, GroupFacts, Groups};
 use selfheal::guard::ConfigError;
@@ -988,6 +987,7 @@ impl Deps {
             Ok(p) => p,
             Err(reason) => {
                 return Ok(self
+                    .common
                     .record(
                         c.audit_for(inv, alarm.shape.as_str(), &alarm.name)
                             .details(details)
@@ -1007,10 +1007,11 @@ impl Deps {
                     SkipCode::TargetNotFound,
                     format!("Auto Scaling group {} does not exist", plan.group),
                 );
-                return Ok(self.record(audit.skipped(&reason)).await);
+                return Ok(self.common.record(audit.skipped(&reason)).await);
             }
             Err(e) => {
                 return self
+                    .common
                     .fail(audit, "describe-failed", e.to_string(), e.retryable)
                     .await
             }
@@ -1061,7 +1062,7 @@ impl Deps {
                 } else {
                     audit
                 };
-                return Ok(self.record(audit.skipped(&reason)).await);
+                return Ok(self.common.record(audit.skipped(&reason)).await);
             }
             Decision::Act { action, reason } => (action, reason),
         };
@@ -1082,18 +1083,20 @@ impl Deps {
             Ok(v) => v,
             Err(e) => {
                 return self
+                    .common
                     .fail(audit, "ledger-failed", e.to_string(), e.retryable())
                     .await
             }
         };
         if let Some(rec) = audit.clone().from_verdict(&verdict, reason.clone()) {
-            return Ok(self.record(rec).await);
+            return Ok(self.common.record(rec).await);
         }
         debug_assert_eq!(verdict, Verdict::Act);
         if let Err(e) = self.groups.set_desired(&action.group, action.to).await {
             // Not returned for a Lambda retry even when retryable: the SDK already retried,
             // and the ledger holds the reservation, so a retry would only meet the cooldown.
             return Ok(self
+                .common
                 .record(
                     audit
                         .detail("retryable", e.retryable)
@@ -1112,34 +1115,7 @@ impl Deps {
                 .detail("desired_after", Value::Null)
                 .detail("read_back_error", e.to_string()),
         };
-        Ok(self.record(audit.acted(reason)).await)
-    }
-
-    async fn record(&self, rec: AuditRecord) -> AuditRecord {
-        self.common.audit.record(&rec).await;
-        rec
-    }
-
-    /// Audits a failure; hands it back to Lambda for a retry when a retry can fix it.
-    async fn fail(
-        &self,
-        audit: AuditBuilder,
-        code: &str,
-        msg: String,
-        retryable: bool,
-    ) -> Result<AuditRecord, HandlerError> {
-        let rec = self
-            .record(
-                audit
-                    .detail("retryable", retryable)
-                    .failed(code, msg.clone()),
-            )
-            .await;
-        if retryable {
-            Err(HandlerError::Retryable(msg))
-        } else {
-            Ok(rec)
-        }
+        Ok(self.common.record(audit.acted(reason)).await)
     }
 }
 
