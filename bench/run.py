@@ -86,7 +86,15 @@ def ledger_table(name):
 
 def function_env(extra=None):
     env = dict(os.environ)
-    env.update({"SELFHEAL_LEDGER_TABLE": ledger_table("bench-ledger"), "RUST_LOG": "warn"})
+    endpoint = os.environ["AWS_ENDPOINT_URL"].rstrip("/")
+    env.update({
+        "SELFHEAL_LEDGER_TABLE": ledger_table("bench-ledger"),
+        "RUST_LOG": "warn",
+        # Settings the functions require; the resources they name need not exist for a start.
+        "SELFHEAL_REPLAY_PROCESSING_QUEUE_URL": f"{endpoint}/123456789012/bench-processing",
+        "SELFHEAL_REPLAY_PARKING": "s3://bench-parking/parked/",
+        "SELFHEAL_RESTORE_SCRUB_TARGETS": "bench-scrub",
+    })
     env.update(extra or {})
     return env
 
