@@ -142,6 +142,25 @@ impl Alarm {
         self.state == AlarmState::Alarm && self.previous_state.as_ref() != Some(&AlarmState::Alarm)
     }
 
+    /// `OK → ALARM` (`?` for an unknown previous state).
+    pub fn transition(&self) -> String {
+        let from = self
+            .previous_state
+            .as_ref()
+            .map(|s| s.as_str())
+            .unwrap_or("?");
+        format!("{from} → {}", self.state)
+    }
+
+    /// The facts about the alarm every audit record of an alarm-driven function carries.
+    pub fn audit_details(&self) -> Value {
+        serde_json::json!({
+            "alarm": self.name,
+            "alarm_kind": self.kind,
+            "transition": self.transition(),
+        })
+    }
+
     pub fn dimension(&self, name: &str) -> Option<&str> {
         self.dimensions.get(name).map(String::as_str)
     }

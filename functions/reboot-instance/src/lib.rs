@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use selfheal::anomaly::{self, Assessment, Direction, GateMode, GateSettings, Judgement, Point};
 use selfheal::guard::ConfigError;
@@ -332,11 +332,7 @@ impl Deps {
         inv: &Invocation,
     ) -> Result<AuditRecord, HandlerError> {
         let c = &self.common;
-        let details = json!({
-            "alarm": alarm.name,
-            "alarm_kind": alarm.kind,
-            "transition": format!("{} → {}", alarm.previous_state.as_ref().map(|s| s.as_str()).unwrap_or("?"), alarm.state),
-        });
+        let details = alarm.audit_details();
         let id = match target(alarm, &self.settings) {
             Ok(id) => id,
             Err(reason) => {
@@ -432,6 +428,7 @@ impl Function for Deps {
 mod tests {
     use super::*;
     use selfheal::parse_alarms;
+    use serde_json::json;
     use std::collections::BTreeMap;
 
     fn alarm(state: &str, prev: &str, ns: &str, dims: Value) -> Alarm {

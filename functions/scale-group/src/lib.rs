@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use selfheal::anomaly::Point;
 use selfheal::forecast::{forecast_capacity, ForecastSettings, ForecastSizing};
@@ -978,11 +978,7 @@ impl Deps {
         inv: &Invocation,
     ) -> Result<AuditRecord, HandlerError> {
         let c = &self.common;
-        let details = json!({
-            "alarm": alarm.name,
-            "alarm_kind": alarm.kind,
-            "transition": format!("{} → {}", alarm.previous_state.as_ref().map(|s| s.as_str()).unwrap_or("?"), alarm.state),
-        });
+        let details = alarm.audit_details();
         let plan = match plan(alarm, &self.settings) {
             Ok(p) => p,
             Err(reason) => {

@@ -1,5 +1,6 @@
 use super::*;
 use selfheal::parse_alarms;
+use serde_json::json;
 use std::collections::HashMap;
 
 fn sample(name: &str) -> Value {
