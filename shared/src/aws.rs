@@ -132,6 +132,17 @@ impl AwsError {
         }
     }
 
+    /// A batch call that still left keys unprocessed after the retries: retryable.
+    pub fn unprocessed_keys(operation: &'static str, table: &str) -> Self {
+        Self {
+            operation,
+            resource: table.to_string(),
+            code: Some("UnprocessedKeys".into()),
+            message: "keys still unprocessed after retries".into(),
+            retryable: true,
+        }
+    }
+
     pub fn is_code(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
     }

@@ -19,6 +19,7 @@ pub mod parking;
 pub mod processed;
 pub mod queues;
 pub mod runtime;
+pub mod samples;
 pub mod telemetry;
 
 pub use alarm::{parse_alarms, Alarm, AlarmKind, AlarmParseError, AlarmShape, AlarmState};

@@ -89,13 +89,10 @@ impl ProcessedLookup for DynamoProcessed {
                     .filter(|k| !k.keys().is_empty());
             }
             if pending.is_some() {
-                return Err(AwsError {
-                    operation: "dynamodb:BatchGetItem",
-                    resource: self.table.clone(),
-                    code: Some("UnprocessedKeys".into()),
-                    message: "keys still unprocessed after retries".into(),
-                    retryable: true,
-                });
+                return Err(AwsError::unprocessed_keys(
+                    "dynamodb:BatchGetItem",
+                    &self.table,
+                ));
             }
         }
         Ok(found)

@@ -887,19 +887,12 @@ mod tests {
 
     #[test]
     fn every_sample_event_for_this_function_parses() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events");
-        let mut seen = 0;
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().to_string();
-            if !name.starts_with("reboot-instance-") {
-                continue;
-            }
-            let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            let alarms = parse_alarms(&v).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let samples = selfheal::samples::for_function(FUNCTION).unwrap();
+        for (name, v) in &samples {
+            let alarms = parse_alarms(v).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!alarms.is_empty(), "{name}");
-            seen += 1;
         }
+        let seen = samples.len();
         assert!(seen >= 6, "expected samples for every shape, found {seen}");
     }
 }

@@ -1012,15 +1012,9 @@ mod tests {
 
     #[test]
     fn every_sample_event_for_this_function_parses() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events");
+        let samples = selfheal::samples::for_function(FUNCTION).unwrap();
         let mut seen = 0;
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().to_string();
-            if !name.starts_with("replay-transactions-") {
-                continue;
-            }
-            let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for (name, v) in samples {
             let ev: SqsEvent = serde_json::from_value(v).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!ev.records.is_empty(), "{name}");
             let valid = ev

@@ -989,7 +989,6 @@ mod tests {
 
     #[test]
     fn every_sample_event_for_this_function_parses() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events");
         let targets =
             [
                 settings::Location::parse("example-bucket/data/").unwrap_or(settings::Location {
@@ -998,13 +997,7 @@ mod tests {
                 }),
             ];
         let mut seen = 0;
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().to_string();
-            if !name.starts_with("restore-object-") {
-                continue;
-            }
-            let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for (name, v) in selfheal::samples::for_function(FUNCTION).unwrap() {
             let r = event::parse(&v, &targets).unwrap_or_else(|e| panic!("{name}: {e}"));
             if let Request::Objects(items) = &r {
                 assert!(items.iter().all(|i| i.is_ok()), "{name}: {items:?}");
