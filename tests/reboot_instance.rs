@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use aws_config::SdkConfig;
-use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
+use crate::support::*;
 use reboot_instance::{Deps, Settings, FUNCTION};
-use selfheal::instances::Ec2Instances;
-use selfheal::runtime::{Common, Function, HandlerError, Invocation};
-use selfheal::{AuditRecord, Outcome};
-use selfheal_tests::*;
+use selfheal_aws::aws_config::SdkConfig;
+use selfheal_aws::aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
+use selfheal_aws::ec2::Ec2Instances;
+use selfheal_core::{AuditRecord, Outcome};
+use selfheal_core::{Function, HandlerError, Invocation};
 use serde_json::Value;
 
 const PLACEHOLDER: &str = "i-0123456789abcdef0";
@@ -36,17 +36,20 @@ impl World {
         ];
         pairs.extend_from_slice(extra);
         let common =
-            Common::new(FUNCTION, policy(FUNCTION, &pairs), self.sdk.clone()).expect("common");
+            selfheal_lambda::bootstrap::common(FUNCTION, policy(FUNCTION, &pairs), &self.sdk)
+                .expect("common");
         Deps {
             common,
-            instances: Arc::new(Ec2Instances(aws_sdk_ec2::Client::new(&self.sdk))),
-            history: Arc::new(selfheal::metrics::CloudWatchHistory::new(&self.sdk)),
+            instances: Arc::new(Ec2Instances(selfheal_aws::aws_sdk_ec2::Client::new(
+                &self.sdk,
+            ))),
+            history: Arc::new(selfheal_aws::cloudwatch::CloudWatchHistory::new(&self.sdk)),
             settings: Settings::default(),
         }
     }
 
     async fn instance(&self, tagged: bool) -> String {
-        let ec2 = aws_sdk_ec2::Client::new(&self.sdk);
+        let ec2 = selfheal_aws::aws_sdk_ec2::Client::new(&self.sdk);
         let mut tags = TagSpecification::builder()
             .resource_type(ResourceType::Instance)
             .tags(Tag::builder().key("Name").value(unique("web")).build());
@@ -67,13 +70,15 @@ impl World {
     }
 
     async fn ledger_item(&self, id: &str) -> Option<Value> {
-        let ddb = aws_sdk_dynamodb::Client::new(&self.sdk);
+        let ddb = selfheal_aws::aws_sdk_dynamodb::Client::new(&self.sdk);
         let out = ddb
             .get_item()
             .table_name(&self.table)
             .key(
                 "pk",
-                aws_sdk_dynamodb::types::AttributeValue::S(format!("{FUNCTION}#{id}")),
+                selfheal_aws::aws_sdk_dynamodb::types::AttributeValue::S(format!(
+                    "{FUNCTION}#{id}"
+                )),
             )
             .send()
             .await
@@ -207,7 +212,7 @@ async fn non_actionable_alarms_are_skipped_with_reasons() {
     assert_eq!(missing.code, "target-not-found");
 
     let stopped = w.instance(true).await;
-    aws_sdk_ec2::Client::new(&w.sdk)
+    selfheal_aws::aws_sdk_ec2::Client::new(&w.sdk)
         .stop_instances()
         .instance_ids(&stopped)
         .send()
@@ -243,11 +248,11 @@ async fn dry_run_and_kill_switch_change_nothing() {
     assert_eq!(dry.decision, Outcome::DryRun);
 
     let param = unique("/selfheal/enabled");
-    let ssm = aws_sdk_ssm::Client::new(&w.sdk);
+    let ssm = selfheal_aws::aws_sdk_ssm::Client::new(&w.sdk);
     ssm.put_parameter()
         .name(&param)
         .value("off")
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .r#type(selfheal_aws::aws_sdk_ssm::types::ParameterType::String)
         .send()
         .await
         .unwrap();

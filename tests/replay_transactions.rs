@@ -10,21 +10,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_config::SdkConfig;
-use aws_sdk_dynamodb::types::{
+use crate::support::*;
+use base64::Engine;
+use replay_transactions::{async_trait, Deps, Settings, FUNCTION};
+use selfheal_aws::aws_config::SdkConfig;
+use selfheal_aws::aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue as DdbValue, BillingMode, KeySchemaElement, KeyType,
     PutRequest, ScalarAttributeType, WriteRequest,
 };
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use base64::Engine;
-use replay_transactions::{async_trait, Deps, Settings, FUNCTION};
-use selfheal::idempotency::{Budget, Claim, ClaimResult, IdempotencyLedger, Settle, State};
-use selfheal::parking::{ParkedDocument, ParkingStore};
-use selfheal::processed::ProcessedLookup;
-use selfheal::queues::{OutgoingMessage, Queues};
-use selfheal::runtime::{Common, Function, Invocation};
-use selfheal::{AuditRecord, AwsError, Outcome};
-use selfheal_tests::*;
+use selfheal_aws::aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use selfheal_core::ports::idempotency::{
+    Budget, Claim, ClaimResult, IdempotencyLedger, Settle, State,
+};
+use selfheal_core::ports::parking::{ParkedDocument, ParkingStore};
+use selfheal_core::ports::processed::ProcessedLookup;
+use selfheal_core::ports::queues::{OutgoingMessage, Queues};
+use selfheal_core::{AuditRecord, AwsError, Outcome};
+use selfheal_core::{Function, Invocation};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------
@@ -32,9 +34,9 @@ use serde_json::{json, Value};
 
 struct World {
     sdk: SdkConfig,
-    sqs: aws_sdk_sqs::Client,
-    s3: aws_sdk_s3::Client,
-    ddb: aws_sdk_dynamodb::Client,
+    sqs: selfheal_aws::aws_sdk_sqs::Client,
+    s3: selfheal_aws::aws_sdk_s3::Client,
+    ddb: selfheal_aws::aws_sdk_dynamodb::Client,
     ledger: String,
     inbox: Inbox,
     processing: String,
@@ -46,13 +48,13 @@ impl World {
     async fn new(fifo: bool) -> Self {
         let sdk = emulator().await;
         start_request_log().await;
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk)
+        let sqs = selfheal_aws::aws_sdk_sqs::Client::new(&sdk);
+        let s3 = selfheal_aws::aws_sdk_s3::Client::from_conf(
+            selfheal_aws::aws_sdk_s3::config::Builder::from(&sdk)
                 .force_path_style(true)
                 .build(),
         );
-        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        let ddb = selfheal_aws::aws_sdk_dynamodb::Client::new(&sdk);
         let ledger = ledger_table(&sdk).await;
         let inbox = Inbox::new(&sdk).await;
         let processing = queue(&sqs, &unique("loyalty"), fifo, true).await;
@@ -127,8 +129,9 @@ impl World {
             .collect();
         let settings = Settings::from_lookup(|k| map.get(k).cloned()).expect("settings");
         let common =
-            Common::new(FUNCTION, policy(FUNCTION, &env), self.sdk.clone()).expect("common");
-        Deps::with_sdk(common, settings)
+            selfheal_lambda::bootstrap::common(FUNCTION, policy(FUNCTION, &env), &self.sdk)
+                .expect("common");
+        Deps::with_sdk(common, &self.sdk, settings)
     }
 
     /// Everything on the processing queue (consumed: each test reads it once at the end).
@@ -203,7 +206,12 @@ impl World {
     }
 }
 
-async fn queue(sqs: &aws_sdk_sqs::Client, name: &str, fifo: bool, tagged: bool) -> String {
+async fn queue(
+    sqs: &selfheal_aws::aws_sdk_sqs::Client,
+    name: &str,
+    fifo: bool,
+    tagged: bool,
+) -> String {
     let mut req = sqs.create_queue();
     if fifo {
         req = req
@@ -239,7 +247,7 @@ impl Received {
     }
 }
 
-async fn receive_all(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<Received> {
+async fn receive_all(sqs: &selfheal_aws::aws_sdk_sqs::Client, url: &str) -> Vec<Received> {
     let mut out = Vec::new();
     loop {
         let msgs = sqs
@@ -644,7 +652,7 @@ async fn fifo_group_waits_behind_its_failed_record() {
         mk("tx-b2", "B"),
     ];
     // Another invocation holds tx-a1 (a live claim): a1 returns to the queue, a2 must wait.
-    let ledger = selfheal::idempotency::DynamoIdempotency::new(w.ddb.clone(), &w.ledger);
+    let ledger = selfheal_aws::dynamodb::DynamoIdempotency::new(w.ddb.clone(), &w.ledger);
     let now = chrono::Utc::now().timestamp();
     let claim = Claim {
         key: "replay-transactions#idem#tx#0#tx-a1".into(),
@@ -1088,7 +1096,7 @@ const LAMBDA_TIMEOUT: Duration = Duration::from_secs(8);
 /// timeout). With `chaos`, a crashed invocation deletes nothing, and now and then a handled
 /// message is not deleted (a lost delete: SQS redelivers it).
 async fn drain(
-    sqs: &aws_sdk_sqs::Client,
+    sqs: &selfheal_aws::aws_sdk_sqs::Client,
     dlq: &str,
     dlq_arn: &str,
     deps: Arc<Deps>,
@@ -1180,7 +1188,7 @@ async fn drain(
                             continue;
                         }
                         delete.push(
-                            aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                            selfheal_aws::aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
                                 .id(format!("d{}", delete.len()))
                                 .receipt_handle(m.receipt_handle().unwrap_or_default())
                                 .build()
@@ -1213,7 +1221,7 @@ async fn drain(
     s
 }
 
-async fn queue_empty(sqs: &aws_sdk_sqs::Client, url: &str) -> bool {
+async fn queue_empty(sqs: &selfheal_aws::aws_sdk_sqs::Client, url: &str) -> bool {
     let Ok(out) = sqs
         .get_queue_attributes()
         .queue_url(url)
@@ -1231,7 +1239,7 @@ async fn queue_empty(sqs: &aws_sdk_sqs::Client, url: &str) -> bool {
         .all(|v| v.parse::<u64>().map(|n| n == 0).unwrap_or(false))
 }
 
-fn lambda_event(msgs: &[aws_sdk_sqs::types::Message], arn: &str) -> Value {
+fn lambda_event(msgs: &[selfheal_aws::aws_sdk_sqs::types::Message], arn: &str) -> Value {
     let b64 = base64::engine::general_purpose::STANDARD;
     let records: Vec<Value> = msgs
         .iter()
@@ -1265,17 +1273,17 @@ fn lambda_event(msgs: &[aws_sdk_sqs::types::Message], arn: &str) -> Value {
     json!({ "Records": records })
 }
 
-async fn fill(sqs: &aws_sdk_sqs::Client, url: &str, msgs: &[(String, Option<u32>)]) {
+async fn fill(sqs: &selfheal_aws::aws_sdk_sqs::Client, url: &str, msgs: &[(String, Option<u32>)]) {
     for chunk in msgs.chunks(10) {
         let mut req = sqs.send_message_batch().queue_url(url);
         for (i, (body, count)) in chunk.iter().enumerate() {
-            let mut e = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+            let mut e = selfheal_aws::aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
                 .id(format!("e{i}"))
                 .message_body(body);
             if let Some(c) = count {
                 e = e.message_attributes(
                     "replay-count",
-                    aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    selfheal_aws::aws_sdk_sqs::types::MessageAttributeValue::builder()
                         .data_type("Number")
                         .string_value(c.to_string())
                         .build()
@@ -1289,7 +1297,7 @@ async fn fill(sqs: &aws_sdk_sqs::Client, url: &str, msgs: &[(String, Option<u32>
     }
 }
 
-async fn arn_of(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+async fn arn_of(sqs: &selfheal_aws::aws_sdk_sqs::Client, url: &str) -> String {
     sqs.get_queue_attributes()
         .queue_url(url)
         .attribute_names(QueueAttributeName::QueueArn)

@@ -4,25 +4,25 @@
 
 use std::time::Duration;
 
-use aws_config::SdkConfig;
-use aws_sdk_s3::config::RequestChecksumCalculation;
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
+use crate::support::*;
+use restore_object::{Deps, Settings, FUNCTION};
+use selfheal_aws::aws_config::SdkConfig;
+use selfheal_aws::aws_sdk_s3::config::RequestChecksumCalculation;
+use selfheal_aws::aws_sdk_s3::primitives::ByteStream;
+use selfheal_aws::aws_sdk_s3::types::{
     BucketVersioningStatus, ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, Tag,
     Tagging, VersioningConfiguration,
 };
-use restore_object::{Deps, Settings, FUNCTION};
-use selfheal::checksums::{digest, to_base64, to_hex, Algorithm};
-use selfheal::runtime::{Common, Function, Invocation};
-use selfheal::{AuditRecord, Outcome};
-use selfheal_tests::*;
+use selfheal_core::checksums::{digest, to_base64, to_hex, Algorithm};
+use selfheal_core::{AuditRecord, Outcome};
+use selfheal_core::{Function, Invocation};
 use serde_json::{json, Value};
 
 const MIB: usize = 1024 * 1024;
 
 struct World {
     sdk: SdkConfig,
-    s3: aws_sdk_s3::Client,
+    s3: selfheal_aws::aws_sdk_s3::Client,
     table: String,
     inbox: Inbox,
 }
@@ -70,12 +70,12 @@ impl World {
         let table = ledger_table(&sdk).await;
         let inbox = Inbox::new(&sdk).await;
         // Checksums only where a test asks for one, so each digest source can be isolated.
-        let conf = aws_sdk_s3::config::Builder::from(&sdk)
+        let conf = selfheal_aws::aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(true)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .build();
         Self {
-            s3: aws_sdk_s3::Client::from_conf(conf),
+            s3: selfheal_aws::aws_sdk_s3::Client::from_conf(conf),
             sdk,
             table,
             inbox,
@@ -89,7 +89,8 @@ impl World {
         ];
         pairs.extend_from_slice(extra);
         let common =
-            Common::new(FUNCTION, policy(FUNCTION, &pairs), self.sdk.clone()).expect("common");
+            selfheal_lambda::bootstrap::common(FUNCTION, policy(FUNCTION, &pairs), &self.sdk)
+                .expect("common");
         let settings = Settings::from_lookup(|k| {
             extra
                 .iter()
@@ -97,7 +98,7 @@ impl World {
                 .map(|(_, v)| v.to_string())
         })
         .expect("settings");
-        Deps::new(common, settings)
+        Deps::new(common, &self.sdk, settings)
     }
 
     async fn bucket(&self, opted_in: bool, versioned: bool) -> String {
@@ -514,7 +515,7 @@ async fn unverifiable_objects_are_skipped_never_restored() {
         .bucket(&data)
         .key(key)
         .body(ByteStream::from(b.clone()))
-        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+        .server_side_encryption(selfheal_aws::aws_sdk_s3::types::ServerSideEncryption::AwsKms)
         .send()
         .await
         .expect("put kms object");

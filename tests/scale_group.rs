@@ -5,15 +5,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aws_config::SdkConfig;
-use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
-use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
+use crate::support::*;
 use scale_group::{Deps, Settings, FUNCTION};
-use selfheal::groups::{async_trait, AutoScalingGroups, GroupFacts, Groups};
-use selfheal::metrics::CloudWatchHistory;
-use selfheal::runtime::{Common, Function, HandlerError, Invocation};
-use selfheal::{AuditRecord, AwsError, Outcome};
-use selfheal_tests::*;
+use selfheal_aws::autoscaling::AutoScalingGroups;
+use selfheal_aws::aws_config::SdkConfig;
+use selfheal_aws::aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
+use selfheal_aws::aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
+use selfheal_aws::cloudwatch::CloudWatchHistory;
+use selfheal_core::ports::groups::{async_trait, GroupFacts, Groups};
+use selfheal_core::{AuditRecord, AwsError, Outcome};
+use selfheal_core::{Function, HandlerError, Invocation};
 use serde_json::Value;
 
 /// The group the sample events name.
@@ -33,7 +34,7 @@ impl World {
         let table = ledger_table(&sdk).await;
         let inbox = Inbox::new(&sdk).await;
         let template = unique("web-template");
-        aws_sdk_ec2::Client::new(&sdk)
+        selfheal_aws::aws_sdk_ec2::Client::new(&sdk)
             .create_launch_template()
             .launch_template_name(&template)
             .launch_template_data(
@@ -53,8 +54,8 @@ impl World {
         }
     }
 
-    fn asg(&self) -> aws_sdk_autoscaling::Client {
-        aws_sdk_autoscaling::Client::new(&self.sdk)
+    fn asg(&self) -> selfheal_aws::aws_sdk_autoscaling::Client {
+        selfheal_aws::aws_sdk_autoscaling::Client::new(&self.sdk)
     }
 
     /// Guardrail and function settings from the same environment-variable pairs.
@@ -69,7 +70,8 @@ impl World {
         ];
         pairs.extend_from_slice(extra);
         let common =
-            Common::new(FUNCTION, policy(FUNCTION, &pairs), self.sdk.clone()).expect("common");
+            selfheal_lambda::bootstrap::common(FUNCTION, policy(FUNCTION, &pairs), &self.sdk)
+                .expect("common");
         let m: HashMap<&str, &str> = pairs.iter().copied().collect();
         let settings =
             Settings::from_lookup(|k| m.get(k).map(|v| v.to_string())).expect("settings");
@@ -129,12 +131,14 @@ impl World {
     }
 
     async fn ledger_actions(&self, group: &str) -> Option<usize> {
-        let out = aws_sdk_dynamodb::Client::new(&self.sdk)
+        let out = selfheal_aws::aws_sdk_dynamodb::Client::new(&self.sdk)
             .get_item()
             .table_name(&self.table)
             .key(
                 "pk",
-                aws_sdk_dynamodb::types::AttributeValue::S(format!("{FUNCTION}#{group}")),
+                selfheal_aws::aws_sdk_dynamodb::types::AttributeValue::S(format!(
+                    "{FUNCTION}#{group}"
+                )),
             )
             .send()
             .await

@@ -2,8 +2,8 @@
 //! above 80 %) fires on the trace; the static policy acts on every firing, the gate policy
 //! asks `anomaly::assess` first, with exactly the history windows the function fetches.
 
-use crate::anomaly::{assess, Assessment, Direction, GateSettings, Judgement, Point};
 use crate::traces::{Trace, STEP};
+use selfheal_core::anomaly::{assess, Assessment, Direction, GateSettings, Judgement, Point};
 
 pub const THRESHOLD: f64 = 80.0;
 /// Datapoints that must breach (out of as many) for the alarm to fire.

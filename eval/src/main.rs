@@ -5,14 +5,9 @@
 //! `cargo run --release -p selfheal-eval -- --out eval/results` writes `RESULTS.md` and PNG
 //! plots there. Deterministic: the same numbers on every run and machine.
 
-// The decision code under evaluation, compiled from the shared crate's own files: the very
-// code reboot-instance and scale-group run, without building the AWS SDK for the harness.
-#[path = "../../shared/src/anomaly.rs"]
-#[allow(dead_code)]
-mod anomaly;
-#[path = "../../shared/src/forecast.rs"]
-#[allow(dead_code)]
-mod forecast;
+// The decision code under evaluation is the core crate's: the very code reboot-instance and
+// scale-group run, with no AWS SDK in the harness's build.
+use selfheal_core::{anomaly, forecast};
 
 mod gate_eval;
 mod plots;

@@ -8,10 +8,10 @@ use std::path::Path;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::anomaly::{assess, Direction, GateSettings};
 use crate::gate_eval::{fetched_history, Firing, THRESHOLD};
 use crate::scale_eval::{Outcome, TARGET};
 use crate::traces::{Trace, STEPS_PER_DAY};
+use selfheal_core::anomaly::{assess, Direction, GateSettings};
 
 pub type PlotResult = Result<(), Box<dyn std::error::Error>>;
 

@@ -8,9 +8,9 @@
 //! new instances serve 10 minutes after the change. CPU is capped at 100 %: the load the
 //! metric shows is the load the group could serve.
 
-use crate::anomaly::Point;
-use crate::forecast::{forecast_capacity, ForecastSettings};
 use crate::traces::{Trace, STEP, STEPS_PER_DAY};
+use selfheal_core::anomaly::Point;
+use selfheal_core::forecast::{forecast_capacity, ForecastSettings};
 
 pub const OUT_THRESHOLD: f64 = 70.0;
 pub const IN_THRESHOLD: f64 = 30.0;

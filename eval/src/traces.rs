@@ -1,8 +1,8 @@
 //! Seeded synthetic traces at 5-minute resolution: daily and weekly seasonality, trend, noise
 //! and injected incidents with ground-truth labels.
 
-use crate::anomaly::DAY;
 use crate::rng::Rng;
+use selfheal_core::anomaly::DAY;
 
 pub const STEP: i64 = 300;
 pub const STEPS_PER_DAY: usize = (DAY / STEP) as usize;

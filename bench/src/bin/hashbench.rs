@@ -1,5 +1,5 @@
 //! Hashing throughput of every digest restore-object supports, over one file, through the
-//! same streaming `selfheal::checksums::Hasher` the function uses. Prints one JSON line per
+//! same streaming `selfheal_core::checksums::Hasher` the function uses. Prints one JSON line per
 //! algorithm (and one for all six in one pass): bytes, seconds, GB/s, hex digest (so the
 //! bench can check the reference tools agree).
 //!
@@ -8,7 +8,7 @@
 use std::io::Read;
 use std::time::Instant;
 
-use selfheal::checksums::{to_hex, Algorithm, Hasher, Spec};
+use selfheal_core::checksums::{to_hex, Algorithm, Hasher, Spec};
 
 fn hash_file(path: &str, specs: &[Spec], chunk: usize) -> std::io::Result<(u64, f64, Vec<String>)> {
     let mut f = std::fs::File::open(path)?;

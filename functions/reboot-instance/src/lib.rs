@@ -8,15 +8,19 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use selfheal::anomaly::{self, Assessment, Direction, GateMode, GateSettings, Judgement, Point};
-use selfheal::guard::ConfigError;
-use selfheal::instances::{Ec2Instances, InstanceFacts, Instances};
-use selfheal::metrics::{gate_windows, CloudWatchHistory, MetricHistory, MetricQuery};
-use selfheal::runtime::alarms_or_reject;
-use selfheal::{
-    Alarm, AlarmKind, AuditRecord, Common, Decision, Function, HandlerError, Invocation, Options,
-    Response, SkipCode, SkipReason, Target, Verdict,
+use selfheal_aws::cloudwatch::CloudWatchHistory;
+use selfheal_aws::ec2::Ec2Instances;
+use selfheal_core::anomaly::{
+    self, Assessment, Direction, GateMode, GateSettings, Judgement, Point,
 };
+use selfheal_core::guard::ConfigError;
+use selfheal_core::ports::instances::{InstanceFacts, Instances};
+use selfheal_core::ports::metrics::{gate_windows, MetricHistory, MetricQuery};
+use selfheal_core::{
+    Alarm, AlarmKind, AuditRecord, Common, Decision, Function, HandlerError, Invocation, Response,
+    SkipCode, SkipReason, Target, Verdict,
+};
+use selfheal_lambda::Options;
 
 pub const FUNCTION: &str = "reboot-instance";
 
@@ -271,9 +275,10 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(opts: Options) -> Result<Self, ConfigError> {
         let settings = Settings::from_env()?;
-        let common = Common::from_env(FUNCTION, opts).await?;
-        let instances = Arc::new(Ec2Instances(aws_sdk_ec2::Client::new(&common.sdk)));
-        let history = Arc::new(CloudWatchHistory::new(&common.sdk));
+        let selfheal_lambda::Boot { common, sdk } =
+            selfheal_lambda::from_env(FUNCTION, opts).await?;
+        let instances = Arc::new(Ec2Instances(selfheal_aws::aws_sdk_ec2::Client::new(&sdk)));
+        let history = Arc::new(CloudWatchHistory::new(&sdk));
         Ok(Self {
             common,
             instances,
@@ -417,7 +422,7 @@ impl Deps {
 impl Function for Deps {
     async fn handle(&self, event: Value, inv: Invocation) -> Result<Response, HandlerError> {
         let mut audits = Vec::new();
-        for alarm in alarms_or_reject(&self.common, &event, &inv).await? {
+        for alarm in self.common.alarms_or_reject(&event, &inv).await? {
             audits.push(self.handle_alarm(&alarm, &inv).await?);
         }
         Ok(Response::from_audits(audits))
@@ -427,7 +432,7 @@ impl Function for Deps {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use selfheal::parse_alarms;
+    use selfheal_core::parse_alarms;
     use serde_json::json;
     use std::collections::BTreeMap;
 
@@ -676,9 +681,8 @@ mod tests {
 
     // ---- the handler with in-memory ports ----------------------------------------------
 
-    use selfheal::guard::{Guardrails, KillSwitch, MemoryLedger};
-    use selfheal::metrics::Window;
-    use selfheal::{Auditor, AwsError, Outcome, Policy};
+    use selfheal_core::ports::metrics::Window;
+    use selfheal_core::{AwsError, Outcome};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
 
@@ -739,20 +743,7 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         };
-        let policy = Policy::from_lookup(FUNCTION, lookup).unwrap();
-        let sdk = aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .build();
-        let common = Common {
-            function: FUNCTION,
-            sdk,
-            guard: Guardrails::new(
-                policy,
-                KillSwitch::new(None, true),
-                Arc::new(MemoryLedger::new()),
-            ),
-            audit: Auditor::new(None),
-        };
+        let (common, _) = selfheal_core::testing::common(FUNCTION, env);
         let instances = Arc::new(FakeInstances {
             reboots: Mutex::new(Vec::new()),
         });
@@ -887,7 +878,7 @@ mod tests {
 
     #[test]
     fn every_sample_event_for_this_function_parses() {
-        let samples = selfheal::samples::for_function(FUNCTION).unwrap();
+        let samples = selfheal_core::samples::for_function(FUNCTION).unwrap();
         for (name, v) in &samples {
             let alarms = parse_alarms(v).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!alarms.is_empty(), "{name}");

@@ -2,5 +2,5 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    selfheal::runtime::start(reboot_instance::FUNCTION, reboot_instance::Deps::from_env).await
+    selfheal_lambda::start(reboot_instance::FUNCTION, reboot_instance::Deps::from_env).await
 }

@@ -23,19 +23,24 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use selfheal::audit::{AuditBuilder, Auditor};
-use selfheal::guard::policy::parse_u64;
-use selfheal::guard::ConfigError;
-use selfheal::idempotency::{
-    Budget, Claim, ClaimResult, DynamoIdempotency, IdempotencyLedger, Settle, State,
+use selfheal_aws::aws_config::SdkConfig;
+use selfheal_aws::dynamodb::{DynamoIdempotency, DynamoProcessed};
+use selfheal_aws::s3_parking::S3Parking;
+use selfheal_aws::sqs::SqsQueues;
+use selfheal_core::audit::{AuditBuilder, Auditor};
+use selfheal_core::guard::ConfigError;
+use selfheal_core::ports::idempotency::{
+    Budget, Claim, ClaimResult, IdempotencyLedger, Settle, State,
 };
-use selfheal::parking::{ParkedDocument, ParkingLocation, ParkingStore, QueueParking, S3Parking};
-use selfheal::processed::{DynamoProcessed, ProcessedLookup};
-use selfheal::queues::{is_fifo, Queues, SqsQueues};
-use selfheal::{
-    AuditRecord, AwsError, Common, Decision, Function, HandlerError, Invocation, Options, Response,
+use selfheal_core::ports::parking::{ParkedDocument, ParkingLocation, ParkingStore, QueueParking};
+use selfheal_core::ports::processed::ProcessedLookup;
+use selfheal_core::ports::queues::{is_fifo, Queues};
+use selfheal_core::settings::parse_u64;
+use selfheal_core::{
+    AuditRecord, AwsError, Common, Decision, Function, HandlerError, Invocation, Response,
     SkipCode, SkipReason,
 };
+use selfheal_lambda::Options;
 
 use plan::{Action, Facts, Incoming, ParkReason, Rules};
 
@@ -164,29 +169,25 @@ pub struct Deps {
 
 impl Deps {
     pub async fn from_env(opts: Options) -> Result<Self, StartError> {
-        let common = Common::from_env(FUNCTION, opts).await?;
+        let selfheal_lambda::Boot { common, sdk } =
+            selfheal_lambda::from_env(FUNCTION, opts).await?;
         let settings = Settings::from_env()?;
-        Ok(Self::with_sdk(common, settings))
+        Ok(Self::with_sdk(common, &sdk, settings))
     }
 
     /// The production ports, built from the common SDK configuration.
-    pub fn with_sdk(common: Common, settings: Settings) -> Self {
-        let sdk = &common.sdk;
-        let queues: Arc<dyn Queues> = Arc::new(SqsQueues(aws_sdk_sqs::Client::new(sdk)));
+    pub fn with_sdk(common: Common, sdk: &SdkConfig, settings: Settings) -> Self {
+        let queues: Arc<dyn Queues> =
+            Arc::new(SqsQueues(selfheal_aws::aws_sdk_sqs::Client::new(sdk)));
         let parking: Arc<dyn ParkingStore> = match &settings.parking {
-            ParkingLocation::S3 { bucket, prefix } => {
-                let conf = aws_sdk_s3::config::Builder::from(sdk)
-                    .force_path_style(selfheal::aws::endpoint_overridden(sdk))
-                    .build();
-                Arc::new(S3Parking::new(
-                    aws_sdk_s3::Client::from_conf(conf),
-                    bucket,
-                    prefix,
-                ))
-            }
+            ParkingLocation::S3 { bucket, prefix } => Arc::new(S3Parking::new(
+                selfheal_aws::config::s3_client(sdk),
+                bucket,
+                prefix,
+            )),
             ParkingLocation::Queue { url } => Arc::new(QueueParking::new(queues.clone(), url)),
         };
-        let ddb = aws_sdk_dynamodb::Client::new(sdk);
+        let ddb = selfheal_aws::aws_sdk_dynamodb::Client::new(sdk);
         let table = common
             .guard
             .policy()
@@ -1012,7 +1013,7 @@ mod tests {
 
     #[test]
     fn every_sample_event_for_this_function_parses() {
-        let samples = selfheal::samples::for_function(FUNCTION).unwrap();
+        let samples = selfheal_core::samples::for_function(FUNCTION).unwrap();
         let mut seen = 0;
         for (name, v) in samples {
             let ev: SqsEvent = serde_json::from_value(v).unwrap_or_else(|e| panic!("{name}: {e}"));

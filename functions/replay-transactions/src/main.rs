@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    selfheal::runtime::start(
+    selfheal_lambda::start(
         replay_transactions::FUNCTION,
         replay_transactions::Deps::from_env,
     )

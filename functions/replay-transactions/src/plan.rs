@@ -3,9 +3,9 @@
 use std::collections::{BTreeMap, HashSet};
 
 use aws_lambda_events::event::sqs::SqsMessage;
-use selfheal::idempotency::State;
-use selfheal::queues::{AttributeValue, OutgoingMessage, MAX_MESSAGE_ATTRIBUTES};
-use selfheal::{Decision, SkipCode};
+use selfheal_core::ports::idempotency::State;
+use selfheal_core::ports::queues::{AttributeValue, OutgoingMessage, MAX_MESSAGE_ATTRIBUTES};
+use selfheal_core::{Decision, SkipCode};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 

@@ -9,8 +9,8 @@
 
 use serde::Serialize;
 
-use selfheal::checksums::{self, Algorithm, Computed, Spec};
-use selfheal::objects::ObjectFacts;
+use selfheal_core::checksums::{self, Algorithm, Computed, Spec};
+use selfheal_core::ports::objects::ObjectFacts;
 
 use crate::settings::MetadataKey;
 
@@ -290,8 +290,8 @@ pub fn matches(e: &Expected, computed: &[Computed]) -> (bool, String) {
 mod tests {
     use super::*;
     use crate::settings::Settings;
-    use selfheal::checksums::{digest, to_base64, to_hex};
-    use selfheal::objects::Encryption;
+    use selfheal_core::checksums::{digest, to_base64, to_hex};
+    use selfheal_core::ports::objects::Encryption;
 
     fn facts() -> ObjectFacts {
         ObjectFacts {

@@ -17,15 +17,19 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use selfheal::audit::AuditBuilder;
-use selfheal::checksums::{self, Hasher};
-use selfheal::cursors::{Cursors, DynamoCursors};
-use selfheal::guard::ConfigError;
-use selfheal::objects::{CopySpec, Encryption, ObjectFacts, ObjectRef, Objects, S3Objects};
-use selfheal::{
-    AuditRecord, AwsError, Common, Decision, Function, HandlerError, Invocation, Options, Outcome,
-    Response, SkipCode, SkipReason, Target,
+use selfheal_aws::aws_config::SdkConfig;
+use selfheal_aws::dynamodb::DynamoCursors;
+use selfheal_aws::s3::S3Objects;
+use selfheal_core::audit::AuditBuilder;
+use selfheal_core::checksums::{self, Hasher};
+use selfheal_core::guard::ConfigError;
+use selfheal_core::ports::cursors::Cursors;
+use selfheal_core::ports::objects::{CopySpec, Encryption, ObjectFacts, ObjectRef, Objects};
+use selfheal_core::{
+    AuditRecord, AwsError, Common, Decision, Function, HandlerError, Invocation, Outcome, Response,
+    SkipCode, SkipReason, Target,
 };
+use selfheal_lambda::Options;
 
 use crate::event::{Request, ScrubRequest};
 use crate::expect::Expected;
@@ -185,13 +189,14 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(opts: Options) -> Result<Self, ConfigError> {
         let settings = Settings::from_env()?;
-        let common = Common::from_env(FUNCTION, opts).await?;
-        Ok(Self::new(common, settings))
+        let selfheal_lambda::Boot { common, sdk } =
+            selfheal_lambda::from_env(FUNCTION, opts).await?;
+        Ok(Self::new(common, &sdk, settings))
     }
 
     /// Builds the AWS ports from the common SDK configuration.
-    pub fn new(common: Common, settings: Settings) -> Self {
-        let objects = Arc::new(S3Objects::from_conf(&common.sdk));
+    pub fn new(common: Common, sdk: &SdkConfig, settings: Settings) -> Self {
+        let objects = Arc::new(S3Objects::from_conf(sdk));
         // Common::new refuses to start without a ledger table, so this is always set.
         let table = common
             .guard
@@ -200,7 +205,7 @@ impl Deps {
             .clone()
             .unwrap_or_default();
         let cursors = Arc::new(DynamoCursors::new(
-            aws_sdk_dynamodb::Client::new(&common.sdk),
+            selfheal_aws::aws_sdk_dynamodb::Client::new(sdk),
             table,
         ));
         Self {
@@ -907,7 +912,7 @@ impl Function for Deps {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use selfheal::checksums::{Algorithm, Spec};
+    use selfheal_core::checksums::{Algorithm, Spec};
 
     fn expected() -> Expected {
         Expected {
@@ -997,7 +1002,7 @@ mod tests {
                 }),
             ];
         let mut seen = 0;
-        for (name, v) in selfheal::samples::for_function(FUNCTION).unwrap() {
+        for (name, v) in selfheal_core::samples::for_function(FUNCTION).unwrap() {
             let r = event::parse(&v, &targets).unwrap_or_else(|e| panic!("{name}: {e}"));
             if let Request::Objects(items) = &r {
                 assert!(items.iter().all(|i| i.is_ok()), "{name}: {items:?}");

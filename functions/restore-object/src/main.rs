@@ -2,5 +2,5 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    selfheal::runtime::start(restore_object::FUNCTION, restore_object::Deps::from_env).await
+    selfheal_lambda::start(restore_object::FUNCTION, restore_object::Deps::from_env).await
 }

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use selfheal::checksums::Algorithm;
-use selfheal::guard::policy::{parse_u64, ConfigError};
-use selfheal::objects::{MAX_SINGLE_COPY, MIN_PART};
+use selfheal_core::checksums::Algorithm;
+use selfheal_core::ports::objects::{MAX_SINGLE_COPY, MIN_PART};
+use selfheal_core::settings::{parse_u64, ConfigError};
 
 /// A user-metadata key a producer records a digest under, and the digest's algorithm.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! The flow: [`plan`] (which group, which direction, what max step; pure, from the alarm and
 //! the settings) → the group's facts (through the [`Groups`] port) → for a scale-out, the
 //! group's load history (through the [`MetricHistory`] port, at most 5 s) and its forecast
-//! ([`selfheal::forecast::forecast_capacity`]) → [`choose_step`] (how many instances: the
+//! ([`selfheal_core::forecast::forecast_capacity`]) → [`choose_step`] (how many instances: the
 //! forecast when it is trustworthy, else [`severity_step`]; pure) → [`decide`] (pure: bounds,
 //! in-progress activities, opt-in) → guardrails → `SetDesiredCapacity` → read back → audit.
 
@@ -16,18 +16,20 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use selfheal::anomaly::Point;
-use selfheal::forecast::{forecast_capacity, ForecastSettings, ForecastSizing};
-use selfheal::groups::{AutoScalingGroups, GroupFacts, Groups};
-use selfheal::guard::ConfigError;
-use selfheal::metrics::{
-    period_for_age, CloudWatchHistory, MetricHistory, MetricQuery, QueryEntry, Window,
+use selfheal_aws::autoscaling::AutoScalingGroups;
+use selfheal_aws::cloudwatch::CloudWatchHistory;
+use selfheal_core::anomaly::Point;
+use selfheal_core::forecast::{forecast_capacity, ForecastSettings, ForecastSizing};
+use selfheal_core::guard::ConfigError;
+use selfheal_core::ports::groups::{GroupFacts, Groups};
+use selfheal_core::ports::metrics::{
+    period_for_age, MetricHistory, MetricQuery, QueryEntry, Window,
 };
-use selfheal::runtime::alarms_or_reject;
-use selfheal::{
-    Alarm, AlarmState, AuditRecord, Common, Decision, Function, HandlerError, Invocation, Options,
-    Response, SkipCode, SkipReason, Target, Verdict,
+use selfheal_core::{
+    Alarm, AlarmState, AuditRecord, Common, Decision, Function, HandlerError, Invocation, Response,
+    SkipCode, SkipReason, Target, Verdict,
 };
+use selfheal_lambda::Options;
 
 pub const FUNCTION: &str = "scale-group";
 
@@ -695,7 +697,7 @@ pub fn choose_step(
         .as_ref()
         .map(|f| f.fit_error)
         .or(match &sizing.fallback {
-            Some(selfheal::forecast::Fallback::FitErrorTooHigh { error, .. }) => Some(*error),
+            Some(selfheal_core::forecast::Fallback::FitErrorTooHigh { error, .. }) => Some(*error),
             _ => None,
         });
     let mut report = SizingReport {
@@ -896,11 +898,12 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(opts: Options) -> Result<Self, ConfigError> {
         let settings = Settings::from_env()?;
-        let common = Common::from_env(FUNCTION, opts).await?;
-        let groups = Arc::new(AutoScalingGroups(aws_sdk_autoscaling::Client::new(
-            &common.sdk,
-        )));
-        let history = Arc::new(CloudWatchHistory::new(&common.sdk));
+        let selfheal_lambda::Boot { common, sdk } =
+            selfheal_lambda::from_env(FUNCTION, opts).await?;
+        let groups = Arc::new(AutoScalingGroups(
+            selfheal_aws::aws_sdk_autoscaling::Client::new(&sdk),
+        ));
+        let history = Arc::new(CloudWatchHistory::new(&sdk));
         Ok(Self {
             common,
             groups,
@@ -1118,7 +1121,7 @@ impl Deps {
 impl Function for Deps {
     async fn handle(&self, event: Value, inv: Invocation) -> Result<Response, HandlerError> {
         let mut audits = Vec::new();
-        for alarm in alarms_or_reject(&self.common, &event, &inv).await? {
+        for alarm in self.common.alarms_or_reject(&event, &inv).await? {
             audits.push(self.handle_alarm(&alarm, &inv).await?);
         }
         Ok(Response::from_audits(audits))

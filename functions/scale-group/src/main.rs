@@ -2,5 +2,5 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    selfheal::runtime::start(scale_group::FUNCTION, scale_group::Deps::from_env).await
+    selfheal_lambda::start(scale_group::FUNCTION, scale_group::Deps::from_env).await
 }

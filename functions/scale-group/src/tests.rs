@@ -1,5 +1,5 @@
 use super::*;
-use selfheal::parse_alarms;
+use selfheal_core::parse_alarms;
 use serde_json::json;
 use std::collections::HashMap;
 
@@ -478,7 +478,7 @@ fn act_reason_carries_the_arithmetic() {
 
 #[test]
 fn every_sample_event_for_this_function_parses() {
-    let samples = selfheal::samples::for_function(FUNCTION).unwrap();
+    let samples = selfheal_core::samples::for_function(FUNCTION).unwrap();
     for (name, v) in &samples {
         let alarms = parse_alarms(v).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!alarms.is_empty(), "{name}");
@@ -489,7 +489,7 @@ fn every_sample_event_for_this_function_parses() {
 
 /// A forecaster's answer proposing `desired` instances (fit error 0.02), or a fallback.
 fn sizing_of(desired: Option<u32>, current: u32) -> ForecastSizing {
-    use selfheal::forecast::{Fallback, Forecast};
+    use selfheal_core::forecast::{Fallback, Forecast};
     ForecastSizing {
         desired,
         current_desired: current,
@@ -642,7 +642,7 @@ fn forecast_settings_keep_the_evaluated_defaults_in_time() {
     let five = forecast_settings(300);
     assert_eq!(
         five,
-        selfheal::forecast::ForecastSettings {
+        selfheal_core::forecast::ForecastSettings {
             step_secs: 300,
             ..Default::default()
         }
@@ -716,8 +716,7 @@ proptest::proptest! {
 /// The handler, with in-memory groups, ledger and history.
 mod handler {
     use super::*;
-    use selfheal::guard::{Guardrails, KillSwitch, MemoryLedger};
-    use selfheal::{Auditor, AwsError, Outcome, Policy};
+    use selfheal_core::{AwsError, Outcome};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
 
@@ -726,7 +725,7 @@ mod handler {
         set: Mutex<Vec<u32>>,
     }
 
-    #[selfheal::groups::async_trait]
+    #[selfheal_core::ports::groups::async_trait]
     impl Groups for FakeGroups {
         async fn facts(&self, name: &str) -> Result<Option<GroupFacts>, AwsError> {
             let g = self.group.lock().unwrap().clone();
@@ -803,19 +802,7 @@ mod handler {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         };
-        let sdk = aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .build();
-        let common = Common {
-            function: FUNCTION,
-            sdk,
-            guard: Guardrails::new(
-                Policy::from_lookup(FUNCTION, lookup).unwrap(),
-                KillSwitch::new(None, true),
-                Arc::new(MemoryLedger::new()),
-            ),
-            audit: Auditor::new(None),
-        };
+        let (common, _) = selfheal_core::testing::common(FUNCTION, env);
         let mut g = group(min, max, desired);
         g.tags.insert("selfheal:managed".into(), "true".into());
         let groups = Arc::new(FakeGroups {

@@ -1,0 +1,53 @@
+//! EC2 behind the [`Instances`] port: DescribeInstances and RebootInstances.
+
+use async_trait::async_trait;
+use selfheal_core::ports::instances::{InstanceFacts, Instances};
+use selfheal_core::AwsError;
+
+use crate::error::from_sdk;
+use crate::tags::tag_map;
+
+pub struct Ec2Instances(pub aws_sdk_ec2::Client);
+
+#[async_trait]
+impl Instances for Ec2Instances {
+    async fn facts(&self, id: &str) -> Result<Option<InstanceFacts>, AwsError> {
+        let out = match self.0.describe_instances().instance_ids(id).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let err = from_sdk("ec2:DescribeInstances", id, e);
+                // Unknown or malformed ids are answers, not failures.
+                if err.is_code("InvalidInstanceID.NotFound")
+                    || err.is_code("InvalidInstanceID.Malformed")
+                {
+                    return Ok(None);
+                }
+                return Err(err);
+            }
+        };
+        let instance = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find(|i| i.instance_id() == Some(id));
+        Ok(instance.map(|i| InstanceFacts {
+            id: id.to_string(),
+            state: i
+                .state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            tags: tag_map(i.tags(), |t| t.key(), |t| t.value()),
+        }))
+    }
+
+    async fn reboot(&self, id: &str) -> Result<(), AwsError> {
+        self.0
+            .reboot_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| from_sdk("ec2:RebootInstances", id, e))
+    }
+}

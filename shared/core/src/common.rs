@@ -1,0 +1,212 @@
+//! What every function shares besides its own ports: its name, the guardrails and the
+//! auditor; and the one guarded sequence every action goes through
+//! ([`Common::act_guarded`]: check → reserve → act → record).
+
+use std::future::Future;
+
+use chrono::Utc;
+use serde_json::Value;
+
+use crate::alarm::{parse_alarms, Alarm};
+use crate::audit::{AuditBuilder, AuditRecord, Auditor};
+use crate::guard::{Guardrails, Target, Verdict};
+use crate::invocation::{HandlerError, Invocation};
+
+/// What every function needs besides its own AWS ports.
+pub struct Common {
+    pub function: &'static str,
+    pub guard: Guardrails,
+    pub audit: Auditor,
+}
+
+/// An action the guardrails must allow before it is taken.
+pub struct Guarded<'a, T> {
+    /// The target and its tags (for the opt-in check and the ledger key).
+    pub target: Target<'a, T>,
+    /// What would be done, for the dry-run record ("reboot i-1: alarm ...").
+    pub would: String,
+    /// Mark records of a refusal (dry run, skip) as worth a person's attention: the problem
+    /// stays even though nothing is done about it.
+    pub escalate_refusal: bool,
+}
+
+/// A failed audited step: the record written, and whether a retry (by Lambda, or by the
+/// caller) may fix it.
+#[derive(Debug, Clone)]
+pub struct Failed {
+    pub record: AuditRecord,
+    pub retryable: bool,
+}
+
+impl Failed {
+    /// For a handler: a retryable failure goes back to Lambda as an error (it retries); any
+    /// other is a successful, audited outcome.
+    pub fn into_handler_result(self) -> Result<AuditRecord, HandlerError> {
+        if self.retryable {
+            Err(HandlerError::Retryable(self.record.reason))
+        } else {
+            Ok(self.record)
+        }
+    }
+}
+
+impl Common {
+    /// Starts an audit record for this function.
+    pub fn audit_for(&self, inv: &Invocation, trigger: &str, target: &str) -> AuditBuilder {
+        AuditRecord::builder(self.function, &inv.request_id, trigger, target)
+    }
+
+    /// Logs, measures and notifies one record, and hands it back.
+    pub async fn record(&self, rec: AuditRecord) -> AuditRecord {
+        self.audit.record(&rec).await;
+        rec
+    }
+
+    /// Audits a failure; hands it back to Lambda as an error when a retry can fix it (the
+    /// record says which).
+    pub async fn fail(
+        &self,
+        audit: AuditBuilder,
+        code: &str,
+        msg: String,
+        retryable: bool,
+    ) -> Result<AuditRecord, HandlerError> {
+        self.failed(audit, code, msg, retryable)
+            .await
+            .into_handler_result()
+    }
+
+    /// Audits a failure and says whether a retry may fix it.
+    pub async fn failed(
+        &self,
+        audit: AuditBuilder,
+        code: &str,
+        msg: String,
+        retryable: bool,
+    ) -> Failed {
+        let record = self
+            .record(audit.detail("retryable", retryable).failed(code, msg))
+            .await;
+        Failed { record, retryable }
+    }
+
+    /// Records an event this function cannot read, and returns the error to hand back.
+    pub async fn reject(&self, inv: &Invocation, trigger: &str, detail: String) -> HandlerError {
+        let rec = self
+            .audit_for(inv, trigger, "-")
+            .failed("malformed-event", detail.clone());
+        self.audit.record(&rec).await;
+        HandlerError::Malformed(detail)
+    }
+
+    /// Reads every alarm in an event (an SNS event may carry several). An event that is not an
+    /// alarm is recorded as a failure and rejected.
+    pub async fn alarms_or_reject(
+        &self,
+        event: &Value,
+        inv: &Invocation,
+    ) -> Result<Vec<Alarm>, HandlerError> {
+        match parse_alarms(event) {
+            Ok(a) => Ok(a),
+            Err(e) => Err(self.reject(inv, "alarm", e.to_string()).await),
+        }
+    }
+
+    /// The one way an action is taken: the guardrails check (and, when they allow it,
+    /// reserve) the target; a refusal or a dry run is recorded as such; otherwise `act` runs
+    /// and the record it returns (acted or failed, with what it learned) is recorded. A ledger
+    /// that cannot be read or written is a failure, retryable when the ledger's error is.
+    pub async fn act_guarded<'a, T, F, Fut>(
+        &self,
+        audit: AuditBuilder,
+        action: Guarded<'a, T>,
+        act: F,
+    ) -> Result<AuditRecord, Failed>
+    where
+        T: IntoIterator<Item = (&'a str, &'a str)>,
+        F: FnOnce(AuditBuilder) -> Fut,
+        Fut: Future<Output = AuditRecord>,
+    {
+        let verdict = match self.guard.check(action.target, Utc::now()).await {
+            Ok(v) => v,
+            Err(e) => {
+                return Err(self
+                    .failed(audit, "ledger-failed", e.to_string(), e.retryable())
+                    .await)
+            }
+        };
+        let refusal = if action.escalate_refusal {
+            audit.clone().detail("escalate", true)
+        } else {
+            audit.clone()
+        };
+        if let Some(rec) = refusal.from_verdict(&verdict, action.would) {
+            return Ok(self.record(rec).await);
+        }
+        debug_assert_eq!(verdict, Verdict::Act);
+        let rec = act(audit).await;
+        Ok(self.record(rec).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Outcome;
+    use crate::decision::SkipCode;
+    use crate::testing;
+
+    const TAGGED: [(&str, &str); 1] = [("selfheal:managed", "true")];
+
+    fn guarded(would: &str) -> Guarded<'static, [(&'static str, &'static str); 1]> {
+        Guarded {
+            target: Target {
+                id: "t-1",
+                tags: TAGGED,
+            },
+            would: would.into(),
+            escalate_refusal: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn acts_once_then_cooldown_refuses_without_acting() {
+        let (c, _) = testing::common("fn", &[]);
+        let inv = Invocation::local(std::time::Duration::from_secs(5));
+        let mut acted = 0;
+        let first = c
+            .act_guarded(c.audit_for(&inv, "t", "t-1"), guarded("x"), |a| {
+                acted += 1;
+                async move { a.acted("done") }
+            })
+            .await
+            .unwrap();
+        assert_eq!(first.decision, Outcome::Acted);
+        let second = c
+            .act_guarded(c.audit_for(&inv, "t", "t-1"), guarded("x"), |a| {
+                acted += 1;
+                async move { a.acted("done") }
+            })
+            .await
+            .unwrap();
+        assert_eq!(second.code, SkipCode::Cooldown.as_str());
+        assert_eq!(acted, 1);
+    }
+
+    #[tokio::test]
+    async fn dry_run_records_what_would_be_done() {
+        let (c, _) = testing::common("fn", &[("SELFHEAL_DRY_RUN", "true")]);
+        let inv = Invocation::local(std::time::Duration::from_secs(5));
+        let mut g = guarded("reboot t-1");
+        g.escalate_refusal = true;
+        let rec = c
+            .act_guarded(c.audit_for(&inv, "t", "t-1"), g, |_| async {
+                unreachable!("dry run never acts")
+            })
+            .await
+            .unwrap();
+        assert_eq!(rec.decision, Outcome::DryRun);
+        assert!(rec.reason.contains("reboot t-1"));
+        assert_eq!(rec.details["escalate"], true);
+    }
+}

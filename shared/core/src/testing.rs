@@ -1,0 +1,217 @@
+//! In-memory ports for tests (feature `testing`, enabled as a dev-dependency only): the
+//! ledger, a notifier that records what it was asked to send, a metric history, and a
+//! [`Common`] wired to them. One copy, used by every crate's tests.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::anomaly::Point;
+use crate::audit::Auditor;
+use crate::common::Common;
+use crate::error::AwsError;
+use crate::guard::{Guardrails, KillSwitch, Policy};
+use crate::ports::ledger::{Ledger, LedgerError, TargetRecord};
+use crate::ports::metrics::{MetricHistory, MetricQuery, Window};
+use crate::ports::notifier::Notifier;
+
+/// An in-memory ledger for unit tests and local experiments. Same semantics as DynamoDB's
+/// conditional writes, under one mutex.
+#[derive(Default)]
+pub struct MemoryLedger {
+    targets: Mutex<HashMap<String, TargetRecord>>,
+    budgets: Mutex<HashMap<String, u32>>,
+}
+
+impl MemoryLedger {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn budget_used(&self, key: &str) -> u32 {
+        self.budgets
+            .lock()
+            .map(|b| b.get(key).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+}
+
+fn poisoned(key: &str) -> LedgerError {
+    LedgerError::Malformed {
+        key: key.to_string(),
+        detail: "in-memory ledger lock poisoned".into(),
+    }
+}
+
+#[async_trait]
+impl Ledger for MemoryLedger {
+    async fn target(&self, key: &str) -> Result<TargetRecord, LedgerError> {
+        let targets = self.targets.lock().map_err(|_| poisoned(key))?;
+        Ok(targets.get(key).cloned().unwrap_or_default())
+    }
+
+    async fn put_target(
+        &self,
+        key: &str,
+        next: &TargetRecord,
+        expected_version: u64,
+        _expires_at: i64,
+    ) -> Result<bool, LedgerError> {
+        let mut targets = self.targets.lock().map_err(|_| poisoned(key))?;
+        let current = targets.get(key).map(|r| r.version).unwrap_or(0);
+        if current != expected_version {
+            return Ok(false);
+        }
+        targets.insert(key.to_string(), next.clone());
+        Ok(true)
+    }
+
+    async fn take_budget(
+        &self,
+        key: &str,
+        cap: u32,
+        _expires_at: i64,
+    ) -> Result<bool, LedgerError> {
+        let mut budgets = self.budgets.lock().map_err(|_| poisoned(key))?;
+        let used = budgets.entry(key.to_string()).or_insert(0);
+        if *used >= cap {
+            return Ok(false);
+        }
+        *used += 1;
+        Ok(true)
+    }
+
+    async fn return_budget(&self, key: &str) -> Result<(), LedgerError> {
+        let mut budgets = self.budgets.lock().map_err(|_| poisoned(key))?;
+        if let Some(used) = budgets.get_mut(key) {
+            *used = used.saturating_sub(1);
+        }
+        Ok(())
+    }
+}
+
+/// A [`Common`] for `function` with the policy read from `env` pairs, the kill switch on,
+/// an in-memory ledger (returned too) and no notifier.
+pub fn common(function: &'static str, env: &[(&str, &str)]) -> (Common, Arc<MemoryLedger>) {
+    let map: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let policy = Policy::from_lookup(function, |k| map.get(k).cloned())
+        .unwrap_or_else(|e| panic!("test policy for {function}: {e}"));
+    let ledger = Arc::new(MemoryLedger::new());
+    let common = Common {
+        function,
+        guard: Guardrails::new(
+            policy.clone(),
+            KillSwitch::new(None, policy.enabled_fallback),
+            ledger.clone(),
+        ),
+        audit: Auditor::new(None),
+    };
+    (common, ledger)
+}
+
+/// A notifier that keeps every (subject, message) it was asked to send.
+#[derive(Default)]
+pub struct RecordingNotifier(Mutex<Vec<(String, String)>>);
+
+impl RecordingNotifier {
+    pub fn sent(&self) -> Vec<(String, String)> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Notifier for RecordingNotifier {
+    async fn notify(&self, subject: &str, message: &str) -> Result<(), AwsError> {
+        if let Ok(mut v) = self.0.lock() {
+            v.push((subject.into(), message.into()));
+        }
+        Ok(())
+    }
+}
+
+/// How a [`FakeHistory`] answers.
+pub enum HistoryAnswer {
+    Points(Vec<Point>),
+    Fails(AwsError),
+    /// Never answers (for timeouts).
+    Hangs,
+}
+
+/// A metric history that answers as told and remembers what it was asked.
+pub struct FakeHistory {
+    pub answer: HistoryAnswer,
+    pub calls: AtomicUsize,
+    pub queries: Mutex<Vec<(MetricQuery, Vec<Window>)>>,
+}
+
+impl FakeHistory {
+    pub fn new(answer: HistoryAnswer) -> Self {
+        Self {
+            answer,
+            calls: AtomicUsize::new(0),
+            queries: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A history that answers with `points`, or fails with `error`.
+    pub fn from_result(points: Result<Vec<Point>, AwsError>) -> Self {
+        Self::new(match points {
+            Ok(p) => HistoryAnswer::Points(p),
+            Err(e) => HistoryAnswer::Fails(e),
+        })
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Every window asked for, in order.
+    pub fn windows(&self) -> Vec<Window> {
+        self.queries
+            .lock()
+            .map(|q| q.iter().flat_map(|(_, w)| w.iter().copied()).collect())
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl MetricHistory for FakeHistory {
+    async fn history(&self, q: &MetricQuery, windows: &[Window]) -> Result<Vec<Point>, AwsError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut v) = self.queries.lock() {
+            v.push((q.clone(), windows.to_vec()));
+        }
+        match &self.answer {
+            HistoryAnswer::Points(p) => Ok(p.clone()),
+            HistoryAnswer::Fails(e) => Err(e.clone()),
+            HistoryAnswer::Hangs => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn memory_ledger_is_conditional() {
+        let l = MemoryLedger::new();
+        let r = TargetRecord::default().with_action(10, Duration::from_secs(60));
+        assert!(l.put_target("k", &r, 0, 0).await.unwrap());
+        assert!(
+            !l.put_target("k", &r, 0, 0).await.unwrap(),
+            "second writer with a stale version loses"
+        );
+        assert_eq!(l.target("k").await.unwrap(), r);
+        assert!(l.take_budget("b", 1, 0).await.unwrap());
+        assert!(!l.take_budget("b", 1, 0).await.unwrap());
+        l.return_budget("b").await.unwrap();
+        assert_eq!(l.budget_used("b"), 0);
+    }
+}
