@@ -44,9 +44,11 @@ $(CHECKOV_VENV)/.installed: tools/checkov.txt tools/checkov.lock
 fmt:
 	cargo fmt --all
 
+# Every cargo command runs with --locked: CI and a fresh clone build exactly Cargo.lock.
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+	python3 scripts/check_feature_pins.py
 
 # Template checks need no AWS account: a region and dummy credentials are enough.
 template-check: setup setup-iac
@@ -57,14 +59,18 @@ template-check: setup setup-iac
 	  --skip-download --config-file tools/checkov.yaml
 
 # Unit tests need no AWS; integration tests get a fresh emulator that is always stopped.
+# The evaluation's tests run in a build of their own: its plotting crates would otherwise
+# change features under the AWS SDK and make cargo compile the SDK a second time for the demo.
 test: setup lint template-check
-	scripts/with-moto.sh --state .moto/test cargo test --workspace
+	scripts/with-moto.sh --state .moto/test cargo test --workspace --exclude selfheal-eval --locked
+	cargo test -p selfheal-eval --locked
 
 unit:
-	cargo test --workspace --exclude selfheal-tests
+	cargo test --workspace --exclude selfheal-tests --exclude selfheal-eval --locked
+	cargo test -p selfheal-eval --locked
 
 integration: setup
-	scripts/with-moto.sh --state .moto/test cargo test -p selfheal-tests
+	scripts/with-moto.sh --state .moto/test cargo test -p selfheal-tests --locked
 
 demo: setup
 	scripts/with-moto.sh --state .moto/demo $(VENV)/bin/python scripts/demo.py
@@ -84,7 +90,7 @@ build: setup
 	  exit 2; \
 	fi; \
 	compiler=cargo; [ "$(ARCH)" = arm64 ] && [ "$$(uname -m)" != aarch64 ] && compiler=cargo-zigbuild; \
-	cargo lambda build --release --compiler $$compiler --target $$triple --output-format zip $(addprefix --bin ,$(FUNCTIONS)); \
+	cargo lambda build --release --locked --compiler $$compiler --target $$triple --output-format zip $(addprefix --bin ,$(FUNCTIONS)); \
 	for f in $(FUNCTIONS); do printf '%-22s %s bytes\n' "$$f" "$$(stat -c %s target/lambda/$$f/bootstrap.zip)"; done
 
 # Benchmarks (never fail on timing): writes bench/RESULTS.md.

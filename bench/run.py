@@ -248,7 +248,7 @@ def main():
     print("building release binaries (cargo lambda build, host architecture) ...", flush=True)
     t0 = time.perf_counter()
     build = subprocess.run(
-        ["cargo", "lambda", "build", "--release", "--compiler", "cargo", "--target", TRIPLE, "--output-format", "zip",
+        ["cargo", "lambda", "build", "--release", "--locked", "--compiler", "cargo", "--target", TRIPLE, "--output-format", "zip",
          *[a for f in FUNCTIONS for a in ("--bin", f)], "--bin", "hello-lambda", "--bin", "hashbench"],
         cwd=ROOT,
     )

@@ -125,7 +125,7 @@ class Demo:
         self.port = free_port()
         self.watch_log = open(os.path.join(os.path.dirname(env_file), "watch.log"), "w")
         self.watch = subprocess.Popen(
-            ["cargo", "lambda", "watch", "--quiet", "--ignore-changes", "--invoke-address", "127.0.0.1", "--invoke-port", str(self.port), "--env-file", env_file],
+            ["cargo", "lambda", "watch", "--locked", "--quiet", "--ignore-changes", "--invoke-address", "127.0.0.1", "--invoke-port", str(self.port), "--env-file", env_file],
             cwd=ROOT,
             stdout=self.watch_log,
             stderr=subprocess.STDOUT,
