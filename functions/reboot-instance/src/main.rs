@@ -1,6 +1,26 @@
+//! The Lambda binary: the one place that names the AWS adapters.
+
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use reboot_instance::{Deps, Settings, FUNCTION};
+use selfheal_aws::aws_sdk_ec2;
+use selfheal_aws::cloudwatch::CloudWatchHistory;
+use selfheal_aws::ec2::Ec2Instances;
+use selfheal_lambda::Boot;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    selfheal_lambda::start(reboot_instance::FUNCTION, reboot_instance::Deps::from_env).await
+    selfheal_lambda::start(FUNCTION, |opts| async move {
+        // Own settings first: a bad value fails before any AWS call is made.
+        let settings = Settings::from_env()?;
+        let Boot { common, sdk } = selfheal_lambda::from_env(FUNCTION, opts).await?;
+        Ok::<_, selfheal_core::ConfigError>(Deps {
+            common,
+            instances: Arc::new(Ec2Instances(aws_sdk_ec2::Client::new(&sdk))),
+            history: Arc::new(CloudWatchHistory::new(&sdk)),
+            settings,
+        })
+    })
+    .await
 }

@@ -1,0 +1,318 @@
+//! The flow for one event: for each alarm, the facts through the ports, the decision, the
+//! anomaly gate, then the guarded reboot; every outcome audited.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::Value;
+
+use selfheal_core::anomaly::Point;
+use selfheal_core::ports::instances::{InstanceFacts, Instances};
+use selfheal_core::ports::metrics::MetricHistory;
+use selfheal_core::{
+    Alarm, AuditBuilder, AuditRecord, Common, Decision, Function, Guarded, HandlerError,
+    Invocation, Response, SkipReason, Target,
+};
+
+use crate::decide::{decide, target, Reboot};
+use crate::gate::{self, GateFetch, GateReport, GATE_FETCH_TIMEOUT};
+use crate::settings::Settings;
+
+pub struct Deps {
+    pub common: Common,
+    pub instances: Arc<dyn Instances>,
+    /// The alarm metric's history, for the anomaly gate.
+    pub history: Arc<dyn MetricHistory>,
+    pub settings: Settings,
+}
+
+impl Function for Deps {
+    async fn handle(&self, event: Value, inv: Invocation) -> Result<Response, HandlerError> {
+        let mut audits = Vec::new();
+        for alarm in self.common.alarms_or_reject(&event, &inv).await? {
+            audits.push(self.handle_alarm(&alarm, &inv).await?);
+        }
+        Ok(Response::from_audits(audits))
+    }
+}
+
+impl Deps {
+    async fn handle_alarm(
+        &self,
+        alarm: &Alarm,
+        inv: &Invocation,
+    ) -> Result<AuditRecord, HandlerError> {
+        let c = &self.common;
+        let audit_of = |target: &str| {
+            c.audit_for(inv, alarm.shape.as_str(), target)
+                .details(alarm.audit_details())
+        };
+        let id = match target(alarm, &self.settings) {
+            Ok(id) => id,
+            Err(reason) => return Ok(c.record(audit_of(&alarm.name).skipped(&reason)).await),
+        };
+        let audit = audit_of(&id);
+        let facts = match self.instances.facts(&id).await {
+            Ok(f) => f,
+            Err(e) => {
+                return c
+                    .fail(audit, "describe-failed", e.to_string(), e.retryable)
+                    .await
+            }
+        };
+        let audit = audit.detail("instance_state", facts.as_ref().map(|f| f.state.clone()));
+        let (action, reason) = match decide(alarm, &id, facts.as_ref()) {
+            Decision::Skip { reason } => return Ok(c.record(audit.skipped(&reason)).await),
+            Decision::Act { action, reason } => (action, reason),
+        };
+        let (gate_skip, gate_report) = self.gate(alarm, &id).await;
+        let audit = audit.detail("anomaly_gate", &gate_report);
+        if let Some(reason) = gate_skip {
+            return Ok(c.record(audit.skipped(&reason)).await);
+        }
+        self.reboot(audit, &action, &reason, facts.as_ref()).await
+    }
+
+    /// Consults the anomaly gate: reads the history (bounded in time) and judges. A read
+    /// that fails or times out never blocks healing: the gate then steps aside.
+    async fn gate(&self, alarm: &Alarm, id: &str) -> (Option<SkipReason>, GateReport) {
+        let settings = &self.settings.gate;
+        let fetch = match gate::plan(alarm, settings, Utc::now()) {
+            Ok(f) => f,
+            Err(report) => return (None, report),
+        };
+        let fetched = self.fetch_history(&fetch).await;
+        if let Err(e) = &fetched {
+            tracing::warn!(alarm = %alarm.name, target = id, error = %e, "anomaly gate: history unavailable, acting without the gate");
+        }
+        gate::apply_gate(
+            alarm,
+            id,
+            fetch.at,
+            fetched.as_deref().map_err(String::as_str),
+            settings,
+        )
+    }
+
+    async fn fetch_history(&self, fetch: &GateFetch) -> Result<Vec<Point>, String> {
+        let read = self.history.history(&fetch.query, &fetch.windows);
+        match tokio::time::timeout(GATE_FETCH_TIMEOUT, read).await {
+            Ok(Ok(points)) => Ok(points),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "cloudwatch:GetMetricData did not answer within {} s",
+                GATE_FETCH_TIMEOUT.as_secs()
+            )),
+        }
+    }
+
+    /// The reboot, through the guardrails (opt-in tag, kill switch, dry run, cooldown, caps).
+    async fn reboot(
+        &self,
+        audit: AuditBuilder,
+        action: &Reboot,
+        reason: &str,
+        facts: Option<&InstanceFacts>,
+    ) -> Result<AuditRecord, HandlerError> {
+        let id = action.instance_id.as_str();
+        let tags = facts
+            .into_iter()
+            .flat_map(|f| &f.tags)
+            .map(|(k, v)| (k.as_str(), v.as_str()));
+        let guarded = Guarded {
+            target: Target { id, tags },
+            would: format!("reboot {id}: {reason}"),
+            escalate_refusal: false,
+        };
+        let instances = &self.instances;
+        let done = self
+            .common
+            .act_guarded(audit, guarded, |audit| async move {
+                match instances.reboot(id).await {
+                    Ok(()) => audit.acted(format!("rebooted {id}: {reason}")),
+                    // Not handed back for a Lambda retry even when retryable: the SDK already
+                    // retried with backoff, and the ledger holds the reservation, so a retry
+                    // would only be refused by the cooldown. Audited and notified instead.
+                    Err(e) => audit.failed("reboot-failed", e.to_string()),
+                }
+            })
+            .await;
+        done.or_else(|failed| failed.into_handler_result())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{alarm_time, flat, history_before, nightly, sample};
+    use crate::FUNCTION;
+    use selfheal_core::parse_alarms;
+    use selfheal_core::testing::FakeHistory;
+    use selfheal_core::{AwsError, Outcome};
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    struct FakeInstances {
+        reboots: Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Instances for FakeInstances {
+        async fn facts(&self, id: &str) -> Result<Option<InstanceFacts>, AwsError> {
+            Ok(Some(InstanceFacts {
+                id: id.into(),
+                state: "running".into(),
+                tags: BTreeMap::from([("selfheal:managed".to_string(), "true".to_string())]),
+            }))
+        }
+        async fn reboot(&self, id: &str) -> Result<(), AwsError> {
+            self.reboots.lock().unwrap().push(id.into());
+            Ok(())
+        }
+    }
+
+    fn deps(
+        points: Result<Vec<Point>, AwsError>,
+        env: &[(&str, &str)],
+    ) -> (Deps, Arc<FakeInstances>, Arc<FakeHistory>) {
+        let lookup = |k: &str| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        let (common, _) = selfheal_core::testing::common(FUNCTION, env);
+        let instances = Arc::new(FakeInstances {
+            reboots: Mutex::new(Vec::new()),
+        });
+        let history = Arc::new(FakeHistory::from_result(points));
+        let d = Deps {
+            common,
+            instances: instances.clone(),
+            history: history.clone(),
+            settings: Settings::from_lookup(lookup).unwrap(),
+        };
+        (d, instances, history)
+    }
+
+    async fn handle_one(d: &Deps) -> AuditRecord {
+        let r = d
+            .handle(
+                sample(),
+                Invocation::local(std::time::Duration::from_secs(30)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.audits.len(), 1);
+        r.audits.into_iter().next().unwrap()
+    }
+
+    #[tokio::test]
+    async fn expected_pattern_is_skipped_with_the_numbers_and_nothing_rebooted() {
+        let (d, instances, history) = deps(Ok(history_before(alarm_time(), nightly)), &[]);
+        let rec = handle_one(&d).await;
+        assert_eq!(
+            (rec.decision, rec.code.as_str()),
+            (Outcome::Skipped, "expected-pattern"),
+            "{rec:?}"
+        );
+        let g = &rec.details["anomaly_gate"];
+        assert_eq!(g["applied"], true);
+        let a = &g["assessment"];
+        assert_eq!(a["judgement"], "expected");
+        for key in ["score", "baseline", "threshold", "band_edge", "current"] {
+            assert!(a[key].is_number(), "{key}: {g}");
+        }
+        assert!(instances.reboots.lock().unwrap().is_empty());
+        assert_eq!(history.calls(), 1);
+        // Recent hours plus 7 days and 3 more weeks, all ending after they start.
+        let windows = history.windows();
+        assert_eq!(windows.len(), 11);
+        assert!(windows[0].end > alarm_time());
+    }
+
+    #[tokio::test]
+    async fn abnormal_value_reboots_and_records_the_score() {
+        let (d, instances, _) = deps(Ok(history_before(alarm_time(), flat)), &[]);
+        let rec = handle_one(&d).await;
+        assert_eq!(rec.decision, Outcome::Acted, "{rec:?}");
+        assert_eq!(
+            rec.details["anomaly_gate"]["assessment"]["judgement"],
+            "anomalous"
+        );
+        assert!(
+            rec.details["anomaly_gate"]["assessment"]["score"]
+                .as_f64()
+                .unwrap()
+                >= 3.0
+        );
+        assert_eq!(instances.reboots.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn fetch_error_or_no_history_acts_as_without_the_gate() {
+        let err = AwsError::new("cloudwatch:GetMetricData", "m1", "boom");
+        for (points, note) in [
+            (Err(err), "could not be read"),
+            (Ok(Vec::new()), "too little history"),
+        ] {
+            let failed = points.is_err();
+            let (d, instances, _) = deps(points, &[]);
+            let rec = handle_one(&d).await;
+            assert_eq!(rec.decision, Outcome::Acted, "{rec:?}");
+            let g = &rec.details["anomaly_gate"];
+            assert_eq!(g["applied"], false);
+            assert!(g["note"].as_str().unwrap().contains(note), "{g}");
+            assert_eq!(g["error"].is_string(), failed, "{g}");
+            assert_eq!(instances.reboots.lock().unwrap().len(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn gate_off_fetches_nothing_and_shadow_acts() {
+        let (d, instances, history) = deps(
+            Ok(history_before(alarm_time(), nightly)),
+            &[("SELFHEAL_ANOMALY_GATE", "off")],
+        );
+        assert_eq!(handle_one(&d).await.decision, Outcome::Acted);
+        assert_eq!(history.calls(), 0);
+        assert_eq!(instances.reboots.lock().unwrap().len(), 1);
+
+        let (d, instances, _) = deps(
+            Ok(history_before(alarm_time(), nightly)),
+            &[("SELFHEAL_ANOMALY_GATE", "shadow")],
+        );
+        let rec = handle_one(&d).await;
+        assert_eq!(rec.decision, Outcome::Acted);
+        assert!(rec.details["anomaly_gate"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("would have skipped"));
+        assert_eq!(instances.reboots.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn dry_run_with_an_abnormal_value_changes_nothing() {
+        let (d, instances, _) = deps(
+            Ok(history_before(alarm_time(), flat)),
+            &[("SELFHEAL_DRY_RUN", "true")],
+        );
+        let rec = handle_one(&d).await;
+        assert_eq!(rec.decision, Outcome::DryRun);
+        assert_eq!(
+            rec.details["anomaly_gate"]["assessment"]["judgement"],
+            "anomalous"
+        );
+        assert!(instances.reboots.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn every_sample_event_for_this_function_parses() {
+        let samples = selfheal_core::samples::for_function(FUNCTION).unwrap();
+        for (name, v) in &samples {
+            let alarms = parse_alarms(v).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!alarms.is_empty(), "{name}");
+        }
+        let seen = samples.len();
+        assert!(seen >= 6, "expected samples for every shape, found {seen}");
+    }
+}
