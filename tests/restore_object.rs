@@ -2,6 +2,7 @@
 //! and versions are created per test; effects (bytes, metadata, tags, quarantine copies,
 //! notices) are read back from the emulator.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::*;
@@ -13,6 +14,8 @@ use selfheal_aws::aws_sdk_s3::types::{
     BucketVersioningStatus, ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, Tag,
     Tagging, VersioningConfiguration,
 };
+use selfheal_aws::dynamodb::DynamoCursors;
+use selfheal_aws::s3::S3Objects;
 use selfheal_core::checksums::{digest, to_base64, to_hex, Algorithm};
 use selfheal_core::{AuditRecord, Outcome};
 use selfheal_core::{Function, Invocation};
@@ -98,7 +101,15 @@ impl World {
                 .map(|(_, v)| v.to_string())
         })
         .expect("settings");
-        Deps::new(common, &self.sdk, settings)
+        Deps {
+            common,
+            objects: Arc::new(S3Objects::from_conf(&self.sdk)),
+            cursors: Arc::new(DynamoCursors::new(
+                selfheal_aws::aws_sdk_dynamodb::Client::new(&self.sdk),
+                self.table.clone(),
+            )),
+            settings,
+        }
     }
 
     async fn bucket(&self, opted_in: bool, versioned: bool) -> String {

@@ -271,4 +271,21 @@ mod tests {
         assert!(parse(&json!({"hello": 1}), &[]).is_err());
         assert!(parse(&json!({"source": "aws.ec2", "detail-type": "x"}), &[]).is_err());
     }
+
+    #[test]
+    fn every_sample_event_for_this_function_parses() {
+        let targets = [Location::parse("example-bucket/data/").unwrap_or(Location {
+            bucket: "b".into(),
+            prefix: String::new(),
+        })];
+        let mut seen = 0;
+        for (name, v) in selfheal_core::samples::for_function(crate::FUNCTION).unwrap() {
+            let r = parse(&v, &targets).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if let Request::Objects(items) = &r {
+                assert!(items.iter().all(|i| i.is_ok()), "{name}: {items:?}");
+            }
+            seen += 1;
+        }
+        assert!(seen >= 5, "expected samples for every shape, found {seen}");
+    }
 }

@@ -1,6 +1,36 @@
+//! The Lambda binary: the one place that names the AWS adapters.
+
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use restore_object::{Deps, Settings, FUNCTION};
+use selfheal_aws::aws_sdk_dynamodb;
+use selfheal_aws::dynamodb::DynamoCursors;
+use selfheal_aws::s3::S3Objects;
+use selfheal_lambda::Boot;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    selfheal_lambda::start(restore_object::FUNCTION, restore_object::Deps::from_env).await
+    selfheal_lambda::start(FUNCTION, |opts| async move {
+        // Own settings first: a bad value fails before any AWS call is made.
+        let settings = Settings::from_env()?;
+        let Boot { common, sdk } = selfheal_lambda::from_env(FUNCTION, opts).await?;
+        // The shared bootstrap has already refused to start without a ledger table.
+        let table = common
+            .guard
+            .policy()
+            .ledger_table
+            .clone()
+            .unwrap_or_default();
+        Ok::<_, selfheal_core::ConfigError>(Deps {
+            common,
+            objects: Arc::new(S3Objects::from_conf(&sdk)),
+            cursors: Arc::new(DynamoCursors::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                table,
+            )),
+            settings,
+        })
+    })
+    .await
 }

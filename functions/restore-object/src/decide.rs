@@ -1,0 +1,242 @@
+//! Pure decisions over what was read: is the object even eligible, is it intact, and what to
+//! do about it when it is not (restore from a verified good copy, or quarantine the
+//! evidence). No I/O here: the handler gathers the facts, these functions judge them.
+
+use serde::Serialize;
+
+use selfheal_core::checksums;
+use selfheal_core::ports::objects::ObjectRef;
+use selfheal_core::{Decision, SkipCode, SkipReason};
+
+use crate::expect::Expected;
+use crate::repair::QUARANTINED_FROM;
+use crate::settings::Settings;
+
+/// Where a verified good copy was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CopyKind {
+    Replica,
+    Version,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GoodCopy {
+    pub kind: CopyKind,
+    pub object: ObjectRef,
+    pub size: u64,
+}
+
+/// The result of hashing one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verified {
+    pub matched: bool,
+    /// The computed digest (hex).
+    pub computed: String,
+    pub bytes: u64,
+}
+
+/// What to do about a corrupted object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fix {
+    /// Copy the good bytes over the object (server-side), then verify again.
+    Restore { from: GoodCopy },
+    /// No good copy: keep the evidence; the original stays where it is.
+    Quarantine { to: ObjectRef },
+}
+
+impl Fix {
+    /// What would be done, for a dry run's record (and a refusal's).
+    pub fn would(&self, current: &ObjectRef, reason: &str) -> String {
+        match self {
+            Fix::Restore { from } => format!("restore {current} from {}: {reason}", from.object),
+            Fix::Quarantine { to } => format!("quarantine {current} to {to}: {reason}"),
+        }
+    }
+}
+
+/// Keys of quarantine copies are evidence: they are never examined, let alone restored.
+/// Judged on the key alone, before anything is read.
+pub fn quarantine_key(settings: &Settings, bucket: &str, key: &str) -> Option<SkipReason> {
+    settings.is_quarantine_key(bucket, key).then(|| {
+        SkipReason::new(
+            SkipCode::TargetNotEligible,
+            "a quarantine copy: evidence, never restored",
+        )
+    })
+}
+
+/// A quarantine copy written elsewhere (another bucket or prefix) is known by its marker.
+pub fn quarantine_copy(
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Option<SkipReason> {
+    metadata.get(QUARANTINED_FROM).map(|of| {
+        SkipReason::new(
+            SkipCode::TargetNotEligible,
+            format!("a quarantine copy of {of}: evidence, never restored"),
+        )
+    })
+}
+
+/// Verified → nothing to do; corrupted → restore from the good copy, or quarantine.
+pub fn decide(
+    expected: &Expected,
+    current: &Verified,
+    restored_from: Option<&str>,
+    good: Option<GoodCopy>,
+    quarantine: ObjectRef,
+) -> Decision<Fix> {
+    if current.matched {
+        let earlier = restored_from
+            .map(|f| format!(" (restored earlier from {f})"))
+            .unwrap_or_default();
+        return Decision::skip(
+            SkipCode::NothingToDo,
+            format!(
+                "verified: {} bytes match the {}{earlier}",
+                current.bytes, expected.label
+            ),
+        );
+    }
+    let mismatch = format!(
+        "bytes do not match the {}: expected {}, computed {}",
+        expected.label,
+        checksums::to_hex(&expected.value),
+        current.computed
+    );
+    match good {
+        Some(from) => {
+            let reason = format!(
+                "{mismatch}; {} {} verified good",
+                match from.kind {
+                    CopyKind::Replica => "replica",
+                    CopyKind::Version => "earlier version",
+                },
+                from.object
+            );
+            Decision::act(Fix::Restore { from }, reason)
+        }
+        None => Decision::act(
+            Fix::Quarantine { to: quarantine },
+            format!("{mismatch}; no verified good copy in the replica or earlier versions"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expect;
+    use selfheal_core::checksums::{Algorithm, Spec};
+
+    fn expected() -> Expected {
+        Expected {
+            source: expect::SourceKind::Metadata,
+            label: "metadata sha256 (sha256)".into(),
+            algorithm: Algorithm::Sha256,
+            value: vec![1, 2],
+            specs: vec![Spec::whole(Algorithm::Sha256)],
+            size: None,
+        }
+    }
+
+    fn verified(matched: bool) -> Verified {
+        Verified {
+            matched,
+            computed: "0303".into(),
+            bytes: 2,
+        }
+    }
+
+    #[test]
+    fn decide_table() {
+        let q = ObjectRef::new("b", "selfheal-quarantine/b/k/e");
+        let replica = GoodCopy {
+            kind: CopyKind::Replica,
+            object: ObjectRef::new("r", "k"),
+            size: 2,
+        };
+        match decide(
+            &expected(),
+            &verified(true),
+            Some("s3://r/k"),
+            Some(replica.clone()),
+            q.clone(),
+        ) {
+            Decision::Skip { reason } => {
+                assert_eq!(reason.code, SkipCode::NothingToDo);
+                assert!(
+                    reason.detail.contains("restored earlier from s3://r/k"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match decide(
+            &expected(),
+            &verified(false),
+            None,
+            Some(replica.clone()),
+            q.clone(),
+        ) {
+            Decision::Act {
+                action: Fix::Restore { from },
+                reason,
+            } => {
+                assert_eq!(from, replica);
+                assert!(reason.contains("expected 0102, computed 0303"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            decide(&expected(), &verified(false), None, None, q.clone()),
+            Decision::act(
+                Fix::Quarantine { to: q },
+                "bytes do not match the metadata sha256 (sha256): expected 0102, computed 0303; no verified good copy in the replica or earlier versions"
+            )
+        );
+    }
+
+    #[test]
+    fn quarantine_copies_are_never_eligible() {
+        let s = Settings::default();
+        let cases = [
+            ("b", "selfheal-quarantine/b/k/e", true),
+            ("b", "data/k", false),
+        ];
+        for (bucket, key, skipped) in cases {
+            let r = quarantine_key(&s, bucket, key);
+            assert_eq!(r.is_some(), skipped, "{bucket}/{key}");
+            if let Some(r) = r {
+                assert_eq!(r.code, SkipCode::TargetNotEligible);
+            }
+        }
+        let mut meta = std::collections::BTreeMap::new();
+        assert_eq!(quarantine_copy(&meta), None);
+        meta.insert(QUARANTINED_FROM.to_string(), "s3://b/k".to_string());
+        let r = quarantine_copy(&meta).unwrap();
+        assert_eq!(r.code, SkipCode::TargetNotEligible);
+        assert_eq!(
+            r.detail,
+            "a quarantine copy of s3://b/k: evidence, never restored"
+        );
+    }
+
+    #[test]
+    fn would_names_the_fix() {
+        let current = ObjectRef::new("b", "k");
+        let restore = Fix::Restore {
+            from: GoodCopy {
+                kind: CopyKind::Version,
+                object: ObjectRef::new("b", "k").version(Some("v1".into())),
+                size: 1,
+            },
+        };
+        assert!(restore.would(&current, "why").starts_with("restore "));
+        assert!(restore.would(&current, "why").ends_with(": why"));
+        let q = Fix::Quarantine {
+            to: ObjectRef::new("f", "q"),
+        };
+        assert!(q.would(&current, "why").starts_with("quarantine "));
+    }
+}

@@ -1,0 +1,411 @@
+//! The flow over the ports: for each object, read the facts (bucket tags, head, expected
+//! digest, the bytes themselves), [`decide`], and when the object is corrupted find a good
+//! copy and repair it through [`Common::act_guarded`]. Exactly one audit record per object.
+//! A scrub ([`crate::scrub`]) runs the same examination over listed keys.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::Value;
+
+use selfheal_core::checksums;
+use selfheal_core::ports::cursors::Cursors;
+use selfheal_core::ports::objects::{ObjectFacts, ObjectRef, Objects};
+use selfheal_core::{
+    AuditBuilder, AuditRecord, AwsError, Common, Decision, Failed, Function, Guarded, HandlerError,
+    Invocation, Response, SkipCode, SkipReason, Target,
+};
+
+use crate::decide::{self, decide, Verified};
+use crate::event::{self, Request};
+use crate::expect::{self, Expected};
+use crate::repair::{Corrupted, Repair, RESTORED_FROM};
+use crate::settings::Settings;
+use crate::sources;
+use crate::verify::verify;
+
+pub struct Deps {
+    pub common: Common,
+    pub objects: Arc<dyn Objects>,
+    pub cursors: Arc<dyn Cursors>,
+    pub settings: Settings,
+}
+
+/// Bucket tags, read once per bucket per invocation.
+#[derive(Default)]
+pub(crate) struct BucketTags(Mutex<HashMap<String, Vec<(String, String)>>>);
+
+impl BucketTags {
+    async fn get(
+        &self,
+        objects: &dyn Objects,
+        bucket: &str,
+    ) -> Result<Vec<(String, String)>, AwsError> {
+        if let Some(t) = self.0.lock().ok().and_then(|m| m.get(bucket).cloned()) {
+            return Ok(t);
+        }
+        let tags = objects.bucket_tags(bucket).await?;
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(bucket.to_string(), tags.clone());
+        }
+        Ok(tags)
+    }
+}
+
+/// One decision's record, and whether a Lambda retry could change it.
+pub(crate) struct Examined {
+    pub record: AuditRecord,
+    pub retryable: bool,
+}
+
+impl From<Failed> for Examined {
+    fn from(f: Failed) -> Self {
+        Self {
+            record: f.record,
+            retryable: f.retryable,
+        }
+    }
+}
+
+/// A step of an examination goes on with what it learned, or ends with the object's record.
+type Step<T> = Result<T, Examined>;
+
+/// The object being examined, as its head showed it.
+struct Subject {
+    bucket: String,
+    key: String,
+    /// Opted-in bucket's tags: the guardrails' target tags.
+    tags: Vec<(String, String)>,
+    /// Pinned to the version the head saw, where there is one.
+    current: ObjectRef,
+    facts: ObjectFacts,
+    /// Set when an earlier run restored this object (its marker): told in the record.
+    restored_from: Option<String>,
+}
+
+impl Deps {
+    async fn record(&self, rec: AuditRecord) -> Examined {
+        Examined {
+            record: self.common.record(rec).await,
+            retryable: false,
+        }
+    }
+
+    async fn skip(&self, audit: AuditBuilder, reason: SkipReason) -> Examined {
+        self.record(audit.skipped(&reason)).await
+    }
+
+    async fn fail(&self, audit: AuditBuilder, code: &str, e: &AwsError) -> Examined {
+        self.common
+            .failed(audit, code, e.to_string(), e.retryable)
+            .await
+            .into()
+    }
+
+    /// Verifies one object and acts on what it finds. Always produces exactly one record.
+    pub(crate) async fn examine(
+        &self,
+        trigger: &str,
+        bucket: &str,
+        key: &str,
+        inv: &Invocation,
+        tag_cache: &BucketTags,
+    ) -> Examined {
+        let audit = self
+            .common
+            .audit_for(inv, trigger, &format!("{bucket}/{key}"));
+        match self.examine_steps(audit, bucket, key, tag_cache).await {
+            Ok(ex) | Err(ex) => ex,
+        }
+    }
+
+    async fn examine_steps(
+        &self,
+        audit: AuditBuilder,
+        bucket: &str,
+        key: &str,
+        tag_cache: &BucketTags,
+    ) -> Step<Examined> {
+        let tags = self.opted_in(&audit, bucket, key, tag_cache).await?;
+        let (subject, audit) = self.head(audit, bucket, key, tags).await?;
+        let (expected, audit) = self.expectation(audit, &subject).await?;
+        let (verified, audit) = self.check(audit, &subject, &expected).await?;
+        Ok(self.repair(audit, &subject, &expected, &verified).await)
+    }
+
+    /// Is the object eligible at all? Checked before reading anything: a bucket that did not
+    /// opt in is not even read. Returns the bucket's tags.
+    async fn opted_in(
+        &self,
+        audit: &AuditBuilder,
+        bucket: &str,
+        key: &str,
+        tag_cache: &BucketTags,
+    ) -> Step<Vec<(String, String)>> {
+        if let Some(reason) = decide::quarantine_key(&self.settings, bucket, key) {
+            return Err(self.skip(audit.clone(), reason).await);
+        }
+        let tags = match tag_cache.get(self.objects.as_ref(), bucket).await {
+            Ok(t) => t,
+            Err(e) => return Err(self.fail(audit.clone(), "bucket-tags-failed", &e).await),
+        };
+        let opt_in = &self.common.guard.policy().opt_in;
+        if !opt_in.matches(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+            let reason = SkipReason::new(
+                SkipCode::NotOptedIn,
+                format!("bucket {bucket} does not carry the opt-in tag {opt_in}"),
+            );
+            return Err(self.skip(audit.clone(), reason).await);
+        }
+        Ok(tags)
+    }
+
+    /// Reads the object's head: it must exist and not be a quarantine copy.
+    async fn head(
+        &self,
+        audit: AuditBuilder,
+        bucket: &str,
+        key: &str,
+        tags: Vec<(String, String)>,
+    ) -> Step<(Subject, AuditBuilder)> {
+        let obj = ObjectRef::new(bucket, key);
+        let facts = match self.objects.head(&obj).await {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                let reason =
+                    SkipReason::new(SkipCode::TargetNotFound, format!("{obj} does not exist"));
+                return Err(self.skip(audit, reason).await);
+            }
+            Err(e) => return Err(self.fail(audit, "head-failed", &e).await),
+        };
+        if let Some(reason) = decide::quarantine_copy(&facts.metadata) {
+            return Err(self.skip(audit, reason).await);
+        }
+        let current = facts.object.clone().unwrap_or(obj);
+        let restored_from = facts.metadata.get(RESTORED_FROM).cloned();
+        let audit = audit
+            .detail("size", facts.size)
+            .detail("etag", &facts.etag)
+            .detail("version_id", &current.version_id)
+            .detail("restored_from", &restored_from);
+        let subject = Subject {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            tags,
+            current,
+            facts,
+            restored_from,
+        };
+        Ok((subject, audit))
+    }
+
+    /// The most trustworthy expected digest there is, with the part boundaries it needs.
+    async fn expectation(
+        &self,
+        audit: AuditBuilder,
+        s: &Subject,
+    ) -> Step<(Expected, AuditBuilder)> {
+        let (cand, notes) = match expect::candidate(&s.facts, &self.settings.metadata_keys) {
+            Ok(x) => x,
+            Err(u) => {
+                let reason = SkipReason::new(SkipCode::Unverifiable, u.reason);
+                return Err(self.skip(audit.detail("notes", &u.notes), reason).await);
+            }
+        };
+        let audit = audit
+            .detail("expected_source", cand.source)
+            .detail("expected_from", &cand.label)
+            .detail("expected", checksums::to_hex(&cand.value))
+            .detail("layout", &cand.layout)
+            .detail("notes", &notes);
+        let parts = match cand.layout.parts() {
+            None => None,
+            Some(n) => match self.objects.part_sizes(&s.current, n).await {
+                Ok(sizes) => Some(sizes),
+                Err(e) if e.retryable => return Err(self.fail(audit, "parts-failed", &e).await),
+                Err(e) => {
+                    let why = format!(
+                        "the {} needs the part boundaries, and S3 did not give them: {e}",
+                        cand.label
+                    );
+                    let reason = SkipReason::new(SkipCode::Unverifiable, why);
+                    return Err(self.skip(audit, reason).await);
+                }
+            },
+        };
+        let audit = audit.detail("part_sizes", &parts);
+        match expect::expected(cand, parts.as_deref(), s.facts.size) {
+            Ok(e) => Ok((e, audit)),
+            Err(why) => {
+                let reason = SkipReason::new(SkipCode::Unverifiable, why);
+                Err(self.skip(audit, reason).await)
+            }
+        }
+    }
+
+    /// Reads the bytes examined (pinned to the ETag seen) and ends here when they verify.
+    async fn check(
+        &self,
+        audit: AuditBuilder,
+        s: &Subject,
+        expected: &Expected,
+    ) -> Step<(Verified, AuditBuilder)> {
+        let started = Instant::now();
+        let current = &s.current;
+        let verified = match verify(
+            self.objects.as_ref(),
+            current,
+            s.facts.etag.as_deref(),
+            expected,
+        )
+        .await
+        {
+            Ok(v) => v,
+            Err(e) if e.is_code("PreconditionFailed") => {
+                let reason = SkipReason::new(
+                    SkipCode::ChangeInProgress,
+                    format!("{current} was replaced while it was read; its own event verifies the new object"),
+                );
+                return Err(self.skip(audit, reason).await);
+            }
+            Err(e) => return Err(self.fail(audit, "read-failed", &e).await),
+        };
+        let audit = audit
+            .detail("computed", &verified.computed)
+            .detail("bytes_read", verified.bytes)
+            .detail("verify_ms", started.elapsed().as_millis() as u64);
+        if verified.matched {
+            let verdict = decide(
+                expected,
+                &verified,
+                s.restored_from.as_deref(),
+                None,
+                current.clone(),
+            );
+            if let Decision::Skip { reason } = verdict {
+                return Err(self.skip(audit, reason).await);
+            }
+        }
+        Ok((verified, audit))
+    }
+
+    /// Corrupted: look for good bytes (read-only), decide, and repair within the guardrails.
+    async fn repair(
+        &self,
+        audit: AuditBuilder,
+        s: &Subject,
+        expected: &Expected,
+        verified: &Verified,
+    ) -> Examined {
+        let search =
+            sources::find_good_copy(self.objects.as_ref(), &self.settings, &s.current, expected)
+                .await;
+        let audit = audit
+            .detail("corrupt", true)
+            .detail("sources_tried", &search.tried);
+        if let (None, Some(e)) = (&search.good, &search.transient) {
+            // A source could not be read for a passing reason: quarantining now would give
+            // up on a copy that may well be good. Lambda retries.
+            return self.fail(audit, "source-search-failed", e).await;
+        }
+        let etag = s.facts.etag.clone().unwrap_or_else(|| "no-etag".into());
+        let (qb, qk) = self.settings.quarantine_of(&s.bucket, &s.key, &etag);
+        let restored_from = s.restored_from.as_deref();
+        let quarantine = ObjectRef::new(qb, qk);
+        let (fix, reason) = match decide(expected, verified, restored_from, search.good, quarantine)
+        {
+            Decision::Act { action, reason } => (action, reason),
+            Decision::Skip { reason } => return self.skip(audit, reason).await,
+        };
+        let target = format!("{}/{}", s.bucket, s.key);
+        let action = Guarded {
+            target: Target {
+                id: &target,
+                tags: s.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            },
+            would: fix.would(&s.current, &reason),
+            // A corrupted object the guardrails keep us from fixing is still news for a person.
+            escalate_refusal: true,
+        };
+        let repair = Repair {
+            objects: self.objects.as_ref(),
+            settings: &self.settings,
+        };
+        let corrupted = Corrupted {
+            current: &s.current,
+            facts: &s.facts,
+            expected,
+        };
+        let done = self
+            .common
+            .act_guarded(audit, action, |audit| {
+                repair.apply(audit, fix, &reason, &corrupted)
+            })
+            .await;
+        match done {
+            Ok(record) => Examined {
+                record,
+                retryable: false,
+            },
+            Err(failed) => failed.into(),
+        }
+    }
+
+    /// Examines every object of a notification (or EventBridge event), in order.
+    async fn objects(
+        &self,
+        items: Vec<Result<event::ObjectEvent, event::Ignored>>,
+        inv: &Invocation,
+    ) -> Result<Response, HandlerError> {
+        let cache = BucketTags::default();
+        let mut audits = Vec::new();
+        let mut retry = None;
+        for item in items {
+            match item {
+                Ok(ev) => {
+                    let ex = self
+                        .examine(ev.trigger, &ev.bucket, &ev.key, inv, &cache)
+                        .await;
+                    if ex.retryable {
+                        retry = Some(ex.record.reason.clone());
+                    }
+                    audits.push(ex.record);
+                }
+                Err(ignored) => {
+                    let audit = self.common.audit_for(inv, ignored.trigger, &ignored.target);
+                    let reason = SkipReason::new(SkipCode::NothingToDo, ignored.why);
+                    audits.push(self.common.record(audit.skipped(&reason)).await);
+                }
+            }
+        }
+        // Every record was examined and audited; a passing failure (throttling, 5xx) is handed
+        // back so Lambda retries the event. Objects already fixed then verify as a no-op.
+        if let Some(msg) = retry {
+            return Err(HandlerError::Retryable(msg));
+        }
+        Ok(Response::from_audits(audits))
+    }
+}
+
+impl Function for Deps {
+    async fn handle(&self, event: Value, inv: Invocation) -> Result<Response, HandlerError> {
+        let request = match event::parse(&event, &self.settings.scrub_targets) {
+            Ok(r) => r,
+            Err(e) => return Err(self.common.reject(&inv, "s3", e).await),
+        };
+        match request {
+            Request::Scrub(req) => self.scrub(req, &inv).await,
+            Request::TestEvent => {
+                let audit = self.common.audit_for(&inv, "s3-notification", "-");
+                let reason = SkipReason::new(
+                    SkipCode::NothingToDo,
+                    "s3:TestEvent: the notification is wired",
+                );
+                let rec = self.common.record(audit.skipped(&reason)).await;
+                Ok(Response::from_audits(vec![rec]))
+            }
+            Request::Objects(items) => self.objects(items, &inv).await,
+        }
+    }
+}
