@@ -1,0 +1,137 @@
+//! This function's settings beyond the shared guardrails, read from the environment and
+//! validated once per cold start.
+
+use selfheal_core::ports::parking::ParkingLocation;
+use selfheal_core::ports::queues::is_fifo;
+use selfheal_core::settings::{self, parse_u64};
+use selfheal_core::ConfigError;
+
+use crate::plan::Rules;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `SELFHEAL_REPLAY_PROCESSING_QUEUE_URL` (required): where transactions are replayed.
+    pub processing_queue_url: String,
+    /// `SELFHEAL_REPLAY_PARKING` (required): `s3://bucket/prefix/` or an SQS queue URL.
+    pub parking: ParkingLocation,
+    /// `SELFHEAL_REPLAY_PROCESSED_TABLE`: the loyalty service's processed-transactions table;
+    /// unset means no "already applied" lookup.
+    pub processed_table: Option<String>,
+    /// `SELFHEAL_REPLAY_PROCESSED_KEY`: its partition key (a string), default `transaction_id`.
+    pub processed_key: String,
+    /// `SELFHEAL_REPLAY_MAX_REPLAYS`: replays per transaction before it is parked as
+    /// exhausted, default 3.
+    pub max_replays: u32,
+    /// `SELFHEAL_REPLAY_BASE_DELAY_SECONDS`: delay of the first replay, doubled each time,
+    /// capped at 900; default 30. Standard processing queues only (FIFO has no per-message
+    /// delay).
+    pub base_delay_seconds: u32,
+    /// `SELFHEAL_REPLAY_MAX_PER_BATCH`: replays per invocation (blast radius per batch);
+    /// the rest return to the dead-letter queue. Default 100 (set it at least to the event
+    /// source mapping's BatchSize).
+    pub max_per_batch: u32,
+    /// `SELFHEAL_REPLAY_MAX_PER_HOUR`: replays per clock hour over all invocations, counted
+    /// in the ledger; 0 turns the cap off. Default 10000.
+    pub max_per_hour: u32,
+    /// `SELFHEAL_REPLAY_RECORD_TTL_SECONDS`: how long the ledger remembers a handled message,
+    /// default 1209600 (14 days, SQS's longest retention: no duplicate can arrive later).
+    pub record_ttl_seconds: u64,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(settings::env)
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = settings::lookup(get);
+        let processing_queue_url =
+            get("SELFHEAL_REPLAY_PROCESSING_QUEUE_URL").ok_or(ConfigError::Missing {
+                name: "SELFHEAL_REPLAY_PROCESSING_QUEUE_URL",
+                why: "transactions are replayed to that queue",
+            })?;
+        let parking = get("SELFHEAL_REPLAY_PARKING").ok_or(ConfigError::Missing {
+            name: "SELFHEAL_REPLAY_PARKING",
+            why: "poison and exhausted transactions are parked there",
+        })?;
+        let parking = ParkingLocation::parse(&parking).map_err(|_| ConfigError::Invalid {
+            name: "SELFHEAL_REPLAY_PARKING",
+            value: parking.clone(),
+            expected: "s3://bucket/prefix/ or an SQS queue URL",
+        })?;
+        // Counts and caps are u32 in the ledger and the decisions; a larger value is a typo.
+        let small = |name: &'static str, default: u64| -> Result<u32, ConfigError> {
+            let v = parse_u64(&get, name, default)?;
+            u32::try_from(v).map_err(|_| ConfigError::Invalid {
+                name,
+                value: v.to_string(),
+                expected: "a whole number below 4294967296",
+            })
+        };
+        Ok(Self {
+            processing_queue_url,
+            parking,
+            processed_table: get("SELFHEAL_REPLAY_PROCESSED_TABLE"),
+            processed_key: get("SELFHEAL_REPLAY_PROCESSED_KEY")
+                .unwrap_or_else(|| "transaction_id".into()),
+            max_replays: small("SELFHEAL_REPLAY_MAX_REPLAYS", 3)?,
+            base_delay_seconds: small("SELFHEAL_REPLAY_BASE_DELAY_SECONDS", 30)?,
+            max_per_batch: small("SELFHEAL_REPLAY_MAX_PER_BATCH", 100)?,
+            max_per_hour: small("SELFHEAL_REPLAY_MAX_PER_HOUR", 10_000)?,
+            record_ttl_seconds: parse_u64(&get, "SELFHEAL_REPLAY_RECORD_TTL_SECONDS", 14 * 86_400)?,
+        })
+    }
+
+    /// What the per-record decisions need to know of the settings.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            max_replays: self.max_replays,
+            base_delay_seconds: self.base_delay_seconds,
+            target_fifo: is_fifo(&self.processing_queue_url),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| m.get(k).cloned())
+    }
+
+    const REQUIRED: [(&str, &str); 2] = [
+        (
+            "SELFHEAL_REPLAY_PROCESSING_QUEUE_URL",
+            "https://sqs.eu-west-1.amazonaws.com/1/loyalty",
+        ),
+        ("SELFHEAL_REPLAY_PARKING", "s3://parked/loyalty"),
+    ];
+
+    #[test]
+    fn settings_defaults_and_errors() {
+        let s = settings(&REQUIRED).unwrap();
+        assert_eq!(s.max_replays, 3);
+        assert_eq!(s.base_delay_seconds, 30);
+        assert_eq!(s.max_per_batch, 100);
+        assert_eq!(s.max_per_hour, 10_000);
+        assert_eq!(s.processed_key, "transaction_id");
+        assert_eq!(s.processed_table, None);
+        assert_eq!(s.record_ttl_seconds, 1_209_600);
+        assert!(!s.rules().target_fifo);
+        assert!(settings(&REQUIRED[..1]).is_err());
+        assert!(settings(&REQUIRED[1..]).is_err());
+        let mut bad = REQUIRED.to_vec();
+        bad.push(("SELFHEAL_REPLAY_MAX_REPLAYS", "many"));
+        assert!(settings(&bad).is_err());
+        let mut bad = REQUIRED.to_vec();
+        bad[1] = ("SELFHEAL_REPLAY_PARKING", "somewhere");
+        assert!(settings(&bad).is_err());
+    }
+}
