@@ -52,7 +52,8 @@ pub fn common(
             name,
         )
     });
-    let switch = KillSwitch::new(params, policy.enabled_fallback);
+    let switch = KillSwitch::new(params, policy.enabled_fallback)
+        .with_max_staleness(policy.kill_switch_max_stale);
     let notifier = policy
         .topic_arn
         .clone()

@@ -43,11 +43,14 @@ impl std::fmt::Display for OptInTag {
 pub struct Policy {
     /// The function's name, used in ledger keys, metrics and notifications.
     pub function: String,
-    /// `SELFHEAL_ENABLED`: the kill switch's value when no parameter is configured or it
-    /// cannot be read.
+    /// `SELFHEAL_ENABLED`: false stops the function whatever the kill-switch parameter says;
+    /// true lets the parameter (when one is configured) decide.
     pub enabled_fallback: bool,
     /// `SELFHEAL_KILL_SWITCH_PARAMETER`: SSM parameter holding `on` or `off`.
     pub kill_switch_parameter: Option<String>,
+    /// `SELFHEAL_KILL_SWITCH_MAX_STALE_SECONDS`: how long the last value read from the
+    /// parameter is trusted while it cannot be read (then: off).
+    pub kill_switch_max_stale: Duration,
     /// `SELFHEAL_DRY_RUN`: decide and audit, change nothing.
     pub dry_run: bool,
     /// `SELFHEAL_OPT_IN_TAG`.
@@ -99,6 +102,11 @@ impl Policy {
             function: function.to_string(),
             enabled_fallback: parse_bool(&get, "SELFHEAL_ENABLED", true)?,
             kill_switch_parameter: get("SELFHEAL_KILL_SWITCH_PARAMETER"),
+            kill_switch_max_stale: Duration::from_secs(parse_u64(
+                &get,
+                "SELFHEAL_KILL_SWITCH_MAX_STALE_SECONDS",
+                300,
+            )?),
             dry_run: parse_bool(&get, "SELFHEAL_DRY_RUN", false)?,
             opt_in,
             cooldown: Duration::from_secs(parse_u64(&get, "SELFHEAL_COOLDOWN_SECONDS", 900)?),

@@ -1,6 +1,11 @@
 //! The kill switch: one value operators flip without redeploying. An SSM parameter holding
-//! `on` or `off`, re-read at most once a minute; the `SELFHEAL_ENABLED` variable is the
-//! fallback when no parameter is configured or it cannot be read.
+//! `on` or `off`, re-read at most once a minute, and the `SELFHEAL_ENABLED` variable.
+//!
+//! It fails closed. `SELFHEAL_ENABLED=false` stops the function whatever the parameter says.
+//! When a parameter is configured, a missing parameter, a value that is neither on nor off, or
+//! a parameter that cannot be read means off; the last value read is trusted for a bounded
+//! time only (`SELFHEAL_KILL_SWITCH_MAX_STALE_SECONDS`, 5 minutes by default), so that an SSM
+//! hiccup does not stop healing but an outage or a deleted parameter does.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,8 +19,12 @@ use crate::settings::bool_word;
 pub enum SwitchSource {
     Parameter,
     Environment,
-    /// The parameter could not be read; the last value read is used.
+    /// The parameter could not be read; the last value read, recent enough, is used.
     LastKnown,
+    /// The configured parameter does not exist: off.
+    Missing,
+    /// The parameter could not be read and no recent value is known: off.
+    Unreadable,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,19 +35,25 @@ pub struct SwitchState {
 
 pub struct KillSwitch {
     parameter: Option<(Arc<dyn Parameters>, String)>,
-    fallback: bool,
+    environment: bool,
     ttl: Duration,
+    max_staleness: Duration,
+    /// The last value read from the parameter, and when.
     cache: Mutex<Option<(Instant, bool)>>,
 }
 
 impl KillSwitch {
     pub const REFRESH: Duration = Duration::from_secs(60);
+    pub const MAX_STALENESS: Duration = Duration::from_secs(300);
 
-    pub fn new(parameter: Option<(Arc<dyn Parameters>, String)>, fallback: bool) -> Self {
+    /// `environment` is `SELFHEAL_ENABLED`: when false, the switch is off whatever the
+    /// parameter says.
+    pub fn new(parameter: Option<(Arc<dyn Parameters>, String)>, environment: bool) -> Self {
         Self {
             parameter,
-            fallback,
+            environment,
             ttl: Self::REFRESH,
+            max_staleness: Self::MAX_STALENESS,
             cache: Mutex::new(None),
         }
     }
@@ -48,10 +63,23 @@ impl KillSwitch {
         self
     }
 
+    /// How long a value read before is trusted while the parameter cannot be read.
+    pub fn with_max_staleness(mut self, max: Duration) -> Self {
+        self.max_staleness = max;
+        self
+    }
+
     pub async fn state(&self) -> SwitchState {
+        let off = |source| SwitchState {
+            enabled: false,
+            source,
+        };
+        if !self.environment {
+            return off(SwitchSource::Environment);
+        }
         let Some((params, name)) = &self.parameter else {
             return SwitchState {
-                enabled: self.fallback,
+                enabled: true,
                 source: SwitchSource::Environment,
             };
         };
@@ -81,25 +109,25 @@ impl KillSwitch {
                 }
             }
             Ok(None) => {
-                tracing::warn!(parameter = %name, "kill switch parameter does not exist; using SELFHEAL_ENABLED");
-                SwitchState {
-                    enabled: self.fallback,
-                    source: SwitchSource::Environment,
+                tracing::warn!(parameter = %name, "kill switch parameter does not exist; treating as off");
+                if let Ok(mut c) = self.cache.lock() {
+                    *c = None;
                 }
+                off(SwitchSource::Missing)
             }
-            Err(e) => {
-                tracing::warn!(parameter = %name, error = %e, "kill switch parameter unreadable");
-                match cached {
-                    Some((_, enabled)) => SwitchState {
+            Err(e) => match cached {
+                Some((at, enabled)) if at.elapsed() <= self.max_staleness => {
+                    tracing::warn!(parameter = %name, error = %e, "kill switch parameter unreadable; using the value read {}s ago", at.elapsed().as_secs());
+                    SwitchState {
                         enabled,
                         source: SwitchSource::LastKnown,
-                    },
-                    None => SwitchState {
-                        enabled: self.fallback,
-                        source: SwitchSource::Environment,
-                    },
+                    }
                 }
-            }
+                _ => {
+                    tracing::warn!(parameter = %name, error = %e, "kill switch parameter unreadable and no recent value; treating as off");
+                    off(SwitchSource::Unreadable)
+                }
+            },
         }
     }
 }
@@ -153,8 +181,6 @@ mod tests {
                 source: SwitchSource::Environment
             }
         );
-        let missing = KillSwitch::new(Some((fake(Ok(None)), "x".into())), true);
-        assert!(missing.state().await.enabled);
         let garbage = KillSwitch::new(Some((fake(Ok(Some("pause".into()))), "x".into())), true);
         assert!(!garbage.state().await.enabled);
         let p = fake(Ok(Some("off".into())));
@@ -168,5 +194,46 @@ mod tests {
                 source: SwitchSource::LastKnown
             }
         );
+    }
+
+    /// A configured switch that cannot be read, or does not exist, means off: the automation
+    /// must not keep acting because the one value meant to stop it is gone or unreachable.
+    /// A value read before is trusted only for a bounded time.
+    #[tokio::test]
+    async fn configured_switch_fails_closed() {
+        let boom = || AwsError::new("ssm:GetParameter", "x", "throttled");
+        let missing = KillSwitch::new(Some((fake(Ok(None)), "x".into())), true);
+        assert!(!missing.state().await.enabled, "missing parameter");
+        let cold = KillSwitch::new(Some((fake(Err(boom())), "x".into())), true);
+        assert!(!cold.state().await.enabled, "unreadable on a cold start");
+
+        let p = fake(Ok(Some("on".into())));
+        let trusted = KillSwitch::new(Some((p.clone(), "x".into())), true)
+            .with_refresh(Duration::ZERO)
+            .with_max_staleness(Duration::from_secs(300));
+        assert!(trusted.state().await.enabled);
+        *p.value.lock().unwrap() = Err(boom());
+        assert_eq!(
+            trusted.state().await,
+            SwitchState {
+                enabled: true,
+                source: SwitchSource::LastKnown
+            },
+            "a recent value is trusted"
+        );
+        let p = fake(Ok(Some("on".into())));
+        let stale = KillSwitch::new(Some((p.clone(), "x".into())), true)
+            .with_refresh(Duration::ZERO)
+            .with_max_staleness(Duration::ZERO);
+        assert!(stale.state().await.enabled);
+        *p.value.lock().unwrap() = Err(boom());
+        assert!(!stale.state().await.enabled, "a stale value is not");
+    }
+
+    /// SELFHEAL_ENABLED=false stops the function whatever the parameter says.
+    #[tokio::test]
+    async fn environment_off_wins() {
+        let on = KillSwitch::new(Some((fake(Ok(Some("on".into()))), "x".into())), false);
+        assert!(!on.state().await.enabled);
     }
 }
