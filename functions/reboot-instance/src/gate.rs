@@ -39,8 +39,8 @@ pub struct GateReport {
 }
 
 impl GateReport {
-    /// A gate that has not (yet) judged anything.
-    fn new(mode: GateMode, note: impl Into<String>) -> Self {
+    /// A gate that judged nothing (and so decides nothing), with why.
+    pub fn stepped_aside(mode: GateMode, note: impl Into<String>) -> Self {
         Self {
             mode,
             applied: false,
@@ -61,21 +61,17 @@ pub struct GateFetch {
     pub windows: Vec<Window>,
 }
 
-/// What to read for `alarm`, or, when the gate is off or the alarm names no metric to read,
-/// the report of a gate that stepped aside (healing goes on without it).
+/// What to read for `alarm`, or why the gate steps aside without reading (it is off, or the
+/// alarm names no metric to read); healing then goes on without it.
 pub fn plan(
     alarm: &Alarm,
     settings: &GateSettings,
     now: DateTime<Utc>,
-) -> Result<GateFetch, GateReport> {
+) -> Result<GateFetch, String> {
     if settings.mode == GateMode::Off {
-        return Err(GateReport::new(
-            settings.mode,
-            "gate off (SELFHEAL_ANOMALY_GATE=off)",
-        ));
+        return Err("gate off (SELFHEAL_ANOMALY_GATE=off)".into());
     }
-    let query = MetricQuery::from_alarm(alarm)
-        .map_err(|why| GateReport::new(settings.mode, format!("gate not applied: {why}")))?;
+    let query = MetricQuery::from_alarm(alarm).map_err(|why| format!("gate not applied: {why}"))?;
     let at = gate_time(alarm, now);
     let windows = gate_windows(at, query.period, settings, GATE_RECENT_SECS);
     Ok(GateFetch { query, at, windows })
@@ -114,16 +110,17 @@ pub fn apply_gate(
     fetched: Result<&[Point], &str>,
     settings: &GateSettings,
 ) -> (Option<SkipReason>, GateReport) {
-    let mut report = GateReport::new(settings.mode, "");
     let history = match fetched {
         Ok(h) => h,
         Err(e) => {
+            let mut report = GateReport::stepped_aside(
+                settings.mode,
+                "metric history could not be read: acting as without the gate",
+            );
             report.error = Some(e.to_string());
-            report.note = "metric history could not be read: acting as without the gate".into();
             return (None, report);
         }
     };
-    report.history_points = history.len();
     let a = anomaly::assess(
         at.timestamp(),
         &alarm.evaluation.recent_datapoints,
@@ -132,9 +129,14 @@ pub fn apply_gate(
         settings,
     );
     let (skip, applied, note) = judge(alarm, id, &a, settings.mode);
-    report.applied = applied;
-    report.note = note;
-    report.assessment = Some(a);
+    let report = GateReport {
+        mode: settings.mode,
+        applied,
+        note,
+        assessment: Some(a),
+        error: None,
+        history_points: history.len(),
+    };
     (skip, report)
 }
 
@@ -297,10 +299,9 @@ mod tests {
             ..GateSettings::default()
         };
         let now = alarm_time();
-        let report = plan(&a, &off, now).unwrap_err();
         assert_eq!(
-            (report.applied, report.note.as_str()),
-            (false, "gate off (SELFHEAL_ANOMALY_GATE=off)")
+            plan(&a, &off, now),
+            Err("gate off (SELFHEAL_ANOMALY_GATE=off)".to_string())
         );
 
         let samples = selfheal_core::samples::for_function(crate::FUNCTION).unwrap();
@@ -309,12 +310,8 @@ mod tests {
             .find(|(name, _)| name == "reboot-instance-composite.json")
             .unwrap();
         let composite = selfheal_core::parse_alarms(event).unwrap().remove(0);
-        let report = plan(&composite, &GateSettings::default(), now).unwrap_err();
-        assert!(
-            report.note.starts_with("gate not applied: "),
-            "{}",
-            report.note
-        );
+        let why = plan(&composite, &GateSettings::default(), now).unwrap_err();
+        assert!(why.starts_with("gate not applied: "), "{why}");
     }
 
     #[test]

@@ -79,7 +79,7 @@ impl Deps {
         let settings = &self.settings.gate;
         let fetch = match gate::plan(alarm, settings, Utc::now()) {
             Ok(f) => f,
-            Err(report) => return (None, report),
+            Err(why) => return (None, GateReport::stepped_aside(settings.mode, why)),
         };
         let fetched = self.fetch_history(&fetch).await;
         if let Err(e) = &fetched {
