@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::support::*;
 use base64::Engine;
-use replay_transactions::{async_trait, Deps, Settings, FUNCTION};
+use replay_transactions::{async_trait, Handler, Ports, Settings, FUNCTION};
 use selfheal_aws::aws_config::SdkConfig;
 use selfheal_aws::aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue as DdbValue, BillingMode, KeySchemaElement, KeyType,
@@ -42,6 +42,38 @@ struct World {
     processing: String,
     bucket: String,
     processed: String,
+}
+
+/// The adapters the function's `main.rs` wires, against the emulator.
+fn aws_ports(sdk: &SdkConfig, settings: &Settings, ledger_table: &str) -> Ports {
+    use selfheal_aws::dynamodb::{DynamoIdempotency, DynamoProcessed};
+    use selfheal_aws::s3_parking::S3Parking;
+    use selfheal_aws::sqs::SqsQueues;
+    use selfheal_core::ports::parking::{ParkingLocation, QueueParking};
+
+    let queues: Arc<dyn Queues> = Arc::new(SqsQueues(selfheal_aws::aws_sdk_sqs::Client::new(sdk)));
+    let parking: Arc<dyn ParkingStore> = match &settings.parking {
+        ParkingLocation::S3 { bucket, prefix } => Arc::new(S3Parking::new(
+            selfheal_aws::config::s3_client(sdk),
+            bucket,
+            prefix,
+        )),
+        ParkingLocation::Queue { url } => Arc::new(QueueParking::new(queues.clone(), url)),
+    };
+    let ddb = selfheal_aws::aws_sdk_dynamodb::Client::new(sdk);
+    let processed = settings.processed_table.as_ref().map(|t| {
+        Arc::new(DynamoProcessed::new(
+            ddb.clone(),
+            t,
+            &settings.processed_key,
+        )) as Arc<dyn ProcessedLookup>
+    });
+    Ports {
+        queues,
+        parking,
+        ledger: Arc::new(DynamoIdempotency::new(ddb, ledger_table)),
+        processed,
+    }
 }
 
 impl World {
@@ -119,7 +151,7 @@ impl World {
         format!("s3://{}/dlq/", self.bucket)
     }
 
-    fn deps(&self, extra: &[(&str, &str)]) -> Deps {
+    fn deps(&self, extra: &[(&str, &str)]) -> Handler {
         let parking = self.parking();
         let mut env = vec![("SELFHEAL_REPLAY_PARKING", parking.as_str())];
         env.extend(self.env(extra));
@@ -131,7 +163,14 @@ impl World {
         let common =
             selfheal_lambda::bootstrap::common(FUNCTION, policy(FUNCTION, &env), &self.sdk)
                 .expect("common");
-        Deps::with_sdk(common, &self.sdk, settings)
+        let table = common
+            .guard
+            .policy()
+            .ledger_table
+            .clone()
+            .unwrap_or_default();
+        let ports = aws_ports(&self.sdk, &settings, &table);
+        Handler::new(common, settings, ports)
     }
 
     /// Everything on the processing queue (consumed: each test reads it once at the end).
@@ -346,7 +385,7 @@ fn inv() -> Invocation {
     Invocation::local(Duration::from_secs(60))
 }
 
-async fn run(deps: &Deps, ev: &Value) -> (Vec<String>, Vec<AuditRecord>) {
+async fn run(deps: &Handler, ev: &Value) -> (Vec<String>, Vec<AuditRecord>) {
     let resp = deps.handle(ev.clone(), inv()).await.expect("handled");
     (failures(&resp.body), resp.audits)
 }
@@ -854,31 +893,11 @@ async fn malformed_event_is_rejected() {
 // ---------------------------------------------------------------------------------------
 // Ports with faults.
 
-#[derive(Clone)]
-struct Ports {
-    queues: Arc<dyn Queues>,
-    parking: Arc<dyn ParkingStore>,
-    ledger: Arc<dyn IdempotencyLedger>,
-    processed: Option<Arc<dyn ProcessedLookup>>,
-}
-
 impl World {
-    fn deps_with(&self, extra: &[(&str, &str)], wrap: impl FnOnce(Ports) -> Ports) -> Deps {
+    fn deps_with(&self, extra: &[(&str, &str)], wrap: impl FnOnce(Ports) -> Ports) -> Handler {
         let d = self.deps(extra);
-        let p = wrap(Ports {
-            queues: d.queues.clone(),
-            parking: d.parking.clone(),
-            ledger: d.ledger.clone(),
-            processed: d.processed.clone(),
-        });
-        Deps::new(
-            d.common,
-            d.settings,
-            p.queues,
-            p.parking,
-            p.ledger,
-            p.processed,
-        )
+        let ports = wrap(d.ports.clone());
+        Handler::new(d.common, d.settings, ports)
     }
 }
 
@@ -1099,7 +1118,7 @@ async fn drain(
     sqs: &selfheal_aws::aws_sdk_sqs::Client,
     dlq: &str,
     dlq_arn: &str,
-    deps: Arc<Deps>,
+    deps: Arc<Handler>,
     pollers: usize,
     chaos: Option<Arc<Chaos>>,
 ) -> DrainStats {
