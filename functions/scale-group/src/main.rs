@@ -1,6 +1,27 @@
+//! The wiring: settings from the environment and the AWS adapters behind the ports.
+
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use selfheal_aws::autoscaling::AutoScalingGroups;
+use selfheal_aws::aws_sdk_autoscaling;
+use selfheal_aws::cloudwatch::CloudWatchHistory;
+use selfheal_core::ConfigError;
+use selfheal_lambda::Boot;
+
+use scale_group::{Deps, Settings, FUNCTION};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    selfheal_lambda::start(scale_group::FUNCTION, scale_group::Deps::from_env).await
+    selfheal_lambda::start(FUNCTION, |opts| async move {
+        let settings = Settings::from_env()?;
+        let Boot { common, sdk } = selfheal_lambda::from_env(FUNCTION, opts).await?;
+        Ok::<_, ConfigError>(Deps {
+            common,
+            groups: Arc::new(AutoScalingGroups(aws_sdk_autoscaling::Client::new(&sdk))),
+            history: Arc::new(CloudWatchHistory::new(&sdk)),
+            settings,
+        })
+    })
+    .await
 }

@@ -1,0 +1,255 @@
+//! The flow over the ports: [`plan`] → the group's facts ([`Groups`]) → size the step (for a
+//! change that can happen, the load history through [`MetricHistory`] and its forecast) →
+//! [`decide`] → [`Common::act_guarded`] (`SetDesiredCapacity`, then a read-back) → audit.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::Value;
+
+use selfheal_core::anomaly::Point;
+use selfheal_core::forecast::forecast_capacity;
+use selfheal_core::ports::groups::{GroupFacts, Groups};
+use selfheal_core::ports::metrics::{MetricHistory, MetricQuery, Window};
+use selfheal_core::{
+    Alarm, AuditBuilder, AuditRecord, Common, Decision, Function, Guarded, HandlerError,
+    Invocation, Response, SkipCode, SkipReason, Target,
+};
+
+use crate::decide::{capacity_exhausted, decide, Resize};
+use crate::load::{forecast_settings, history_window, load_query};
+use crate::plan::{plan, Plan};
+use crate::settings::{Settings, SizingMode};
+use crate::severity::{breach, severity_step, Step};
+use crate::sizing::{choose_step, ForecastInput, SizingReport};
+
+pub struct Deps {
+    pub common: Common,
+    pub groups: Arc<dyn Groups>,
+    /// The group's load history, for forecast sizing.
+    pub history: Arc<dyn MetricHistory>,
+    pub settings: Settings,
+}
+
+/// The forecast as obtained, the datapoints read, and what was read as the load.
+type Obtained = (ForecastInput, usize, Option<String>);
+
+impl Function for Deps {
+    async fn handle(&self, event: Value, inv: Invocation) -> Result<Response, HandlerError> {
+        let mut audits = Vec::new();
+        for alarm in self.common.alarms_or_reject(&event, &inv).await? {
+            audits.push(self.handle_alarm(&alarm, &inv).await?);
+        }
+        Ok(Response::from_audits(audits))
+    }
+}
+
+impl Deps {
+    async fn handle_alarm(
+        &self,
+        alarm: &Alarm,
+        inv: &Invocation,
+    ) -> Result<AuditRecord, HandlerError> {
+        let c = &self.common;
+        let details = alarm.audit_details();
+        let plan = match plan(alarm, &self.settings) {
+            Ok(p) => p,
+            Err(reason) => {
+                let audit = c.audit_for(inv, alarm.shape.as_str(), &alarm.name);
+                return Ok(c.record(audit.details(details).skipped(&reason)).await);
+            }
+        };
+        let audit = c
+            .audit_for(inv, alarm.shape.as_str(), &plan.group)
+            .details(details)
+            .detail("plan", &plan);
+        let facts = match self.groups.facts(&plan.group).await {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                let reason = SkipReason::new(
+                    SkipCode::TargetNotFound,
+                    format!("Auto Scaling group {} does not exist", plan.group),
+                );
+                return Ok(c.record(audit.skipped(&reason)).await);
+            }
+            Err(e) => {
+                return c
+                    .fail(audit, "describe-failed", e.to_string(), e.retryable)
+                    .await
+            }
+        };
+        let audit = audit
+            .detail("min_size", facts.min_size)
+            .detail("max_size", facts.max_size)
+            .detail("desired_before", facts.desired)
+            .detail("activities_in_progress", &facts.activities_in_progress);
+        let managed = c.guard.policy().opt_in.matches(tags(&facts));
+        let (step, sizing) = self.size(alarm, &plan, &facts, managed).await;
+        let audit = audit.detail("sizing", &sizing).detail("step", &step);
+        match decide(&plan, &facts, managed, &step) {
+            Decision::Skip { reason } => {
+                let audit = if capacity_exhausted(&plan, &reason) {
+                    audit
+                        .detail("capacity_exhausted", true)
+                        .detail("escalate", true)
+                } else {
+                    audit
+                };
+                Ok(c.record(audit.skipped(&reason)).await)
+            }
+            Decision::Act { action, reason } => self.resize(audit, &facts, action, reason).await,
+        }
+    }
+
+    /// The step and how it was sized. The forecast changes only how far the group moves,
+    /// never whether it can: decide with the severity step first, and read the history only
+    /// when a change is possible.
+    async fn size(
+        &self,
+        alarm: &Alarm,
+        plan: &Plan,
+        facts: &GroupFacts,
+        managed: bool,
+    ) -> (Step, SizingReport) {
+        let breach = breach(alarm);
+        let severity = severity_step(
+            breach.as_ref(),
+            facts.desired,
+            plan.direction,
+            plan.max_step,
+        );
+        if let Decision::Skip { .. } = decide(plan, facts, managed, &severity) {
+            let why = "the group cannot change; no history read".to_string();
+            return (severity, SizingReport::severity(self.settings.sizing, why));
+        }
+        let (input, points, shown) = self.forecast(alarm, plan, facts.desired).await;
+        let (step, mut report) = choose_step(
+            breach.as_ref(),
+            facts.desired,
+            plan.direction,
+            plan.max_step,
+            self.settings.sizing,
+            &input,
+        );
+        report.history_points = points;
+        report.load_query = shown;
+        (step, report)
+    }
+
+    /// The forecast for the group's load, from its history (read within
+    /// `settings.history_timeout`); a fetch that fails or times out never blocks scaling: the
+    /// severity step then sizes the change.
+    async fn forecast(&self, alarm: &Alarm, plan: &Plan, desired: u32) -> Obtained {
+        let not_made = |why: String, error: Option<String>| ForecastInput::NotMade { why, error };
+        if self.settings.sizing == SizingMode::Severity {
+            let why = "SELFHEAL_SCALE_SIZING=severity".into();
+            return (not_made(why, None), 0, None);
+        }
+        let query = match load_query(alarm, &plan.group) {
+            Ok(q) => q,
+            Err(why) => return (not_made(format!("no forecast: {why}"), None), 0, None),
+        };
+        let shown = query
+            .entries
+            .iter()
+            .find(|e| e.id == query.returned)
+            .and_then(|e| e.expression.clone());
+        // An alarm stamped in the future (clock skew) must not move the window past now.
+        let at = alarm
+            .time
+            .filter(|t| *t <= Utc::now())
+            .unwrap_or_else(Utc::now);
+        let window = history_window(at, query.period);
+        let points = match self.fetch_history(&query, window).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(alarm = %alarm.name, target = %plan.group, error = %e, "load history unavailable: severity step");
+                let why = "no forecast: the load history could not be read".to_string();
+                return (not_made(why, Some(e)), 0, shown);
+            }
+        };
+        let sizing = forecast_capacity(
+            &points,
+            desired,
+            self.settings.target_utilisation,
+            &forecast_settings(window.period),
+        );
+        (ForecastInput::Made(sizing), points.len(), shown)
+    }
+
+    /// The load history, or why it could not be had in time.
+    async fn fetch_history(
+        &self,
+        query: &MetricQuery,
+        window: Window,
+    ) -> Result<Vec<Point>, String> {
+        let timeout = self.settings.history_timeout;
+        match tokio::time::timeout(timeout, self.history.history(query, &[window])).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "cloudwatch:GetMetricData did not answer within {} ms",
+                timeout.as_millis()
+            )),
+        }
+    }
+
+    /// Through the guardrails: set the desired capacity, then read it back for the record.
+    async fn resize(
+        &self,
+        audit: AuditBuilder,
+        facts: &GroupFacts,
+        action: Resize,
+        reason: String,
+    ) -> Result<AuditRecord, HandlerError> {
+        let audit = audit
+            .detail("desired_requested", action.to)
+            .detail("clamped_at", action.clamped_at);
+        let guarded = Guarded {
+            target: Target {
+                id: &action.group,
+                tags: tags(facts),
+            },
+            would: reason.clone(),
+            escalate_refusal: false,
+        };
+        let acted = self
+            .common
+            .act_guarded(audit, guarded, |audit| async {
+                if let Err(e) = self.groups.set_desired(&action.group, action.to).await {
+                    // Recorded, not handed back for a Lambda retry even when retryable: the
+                    // SDK already retried, and the ledger holds the reservation, so a retry
+                    // would only meet the cooldown.
+                    return audit
+                        .detail("retryable", e.retryable)
+                        .failed("scale-failed", e.to_string());
+                }
+                self.read_back(audit, &action).await.acted(reason)
+            })
+            .await;
+        acted.or_else(|failed| failed.into_handler_result())
+    }
+
+    /// What the group says after the change; the change stands whatever the read-back says.
+    async fn read_back(&self, audit: AuditBuilder, action: &Resize) -> AuditBuilder {
+        match self.groups.facts(&action.group).await {
+            Ok(Some(after)) => audit
+                .detail("desired_after", after.desired)
+                .detail("read_back_matches", after.desired == action.to),
+            Ok(None) => audit
+                .detail("desired_after", Value::Null)
+                .detail("read_back_error", "group vanished after the change"),
+            Err(e) => audit
+                .detail("desired_after", Value::Null)
+                .detail("read_back_error", e.to_string()),
+        }
+    }
+}
+
+/// The group's tags, for the opt-in check and the guardrails.
+fn tags(facts: &GroupFacts) -> impl Iterator<Item = (&str, &str)> {
+    facts.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
+#[cfg(test)]
+mod tests;
