@@ -152,13 +152,20 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::Mutex;
 
+    /// A running, opted-in instance; describing or rebooting it fails when told to.
+    #[derive(Default)]
     struct FakeInstances {
         reboots: Mutex<Vec<String>>,
+        describe_fails: Option<AwsError>,
+        reboot_fails: Option<AwsError>,
     }
 
     #[async_trait::async_trait]
     impl Instances for FakeInstances {
         async fn facts(&self, id: &str) -> Result<Option<InstanceFacts>, AwsError> {
+            if let Some(e) = &self.describe_fails {
+                return Err(e.clone());
+            }
             Ok(Some(InstanceFacts {
                 id: id.into(),
                 state: "running".into(),
@@ -166,6 +173,9 @@ mod tests {
             }))
         }
         async fn reboot(&self, id: &str) -> Result<(), AwsError> {
+            if let Some(e) = &self.reboot_fails {
+                return Err(e.clone());
+            }
             self.reboots.lock().unwrap().push(id.into());
             Ok(())
         }
@@ -181,9 +191,7 @@ mod tests {
                 .map(|(_, v)| v.to_string())
         };
         let (common, _) = selfheal_core::testing::common(FUNCTION, env);
-        let instances = Arc::new(FakeInstances {
-            reboots: Mutex::new(Vec::new()),
-        });
+        let instances = Arc::new(FakeInstances::default());
         let history = Arc::new(FakeHistory::from_result(points));
         let d = Deps {
             common,
@@ -303,6 +311,63 @@ mod tests {
             "anomalous"
         );
         assert!(instances.reboots.lock().unwrap().is_empty());
+    }
+
+    fn retryable(operation: &'static str) -> AwsError {
+        AwsError {
+            retryable: true,
+            ..AwsError::new(operation, "i-1", "throttled")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_describe_is_audited_and_retried_when_retryable() {
+        let (mut d, _, history) = deps(Ok(Vec::new()), &[]);
+        d.instances = Arc::new(FakeInstances {
+            describe_fails: Some(retryable("ec2:DescribeInstances")),
+            ..FakeInstances::default()
+        });
+        let err = d
+            .handle(
+                sample(),
+                Invocation::local(std::time::Duration::from_secs(30)),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HandlerError::Retryable(_)), "{err}");
+        assert_eq!(history.calls(), 0, "no gate without an instance");
+    }
+
+    #[tokio::test]
+    async fn a_failed_reboot_is_audited_not_retried() {
+        let (mut d, _, _) = deps(Ok(history_before(alarm_time(), flat)), &[]);
+        d.instances = Arc::new(FakeInstances {
+            reboot_fails: Some(retryable("ec2:RebootInstances")),
+            ..FakeInstances::default()
+        });
+        let rec = handle_one(&d).await;
+        assert_eq!(
+            (rec.decision, rec.code.as_str()),
+            (Outcome::Failed, "reboot-failed"),
+            "{rec:?}"
+        );
+        assert_eq!(rec.details["instance_state"], "running");
+        assert_eq!(
+            rec.details["anomaly_gate"]["assessment"]["judgement"],
+            "anomalous"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_alarm_in_the_cooldown_reboots_nothing_more() {
+        let (d, instances, _) = deps(Ok(history_before(alarm_time(), flat)), &[]);
+        assert_eq!(handle_one(&d).await.decision, Outcome::Acted);
+        let again = handle_one(&d).await;
+        assert_eq!(
+            (again.decision, again.code.as_str()),
+            (Outcome::Skipped, "cooldown")
+        );
+        assert_eq!(instances.reboots.lock().unwrap().len(), 1);
     }
 
     #[test]
