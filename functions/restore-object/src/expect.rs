@@ -120,26 +120,45 @@ pub fn candidate(
         });
     }
     let etag = facts.etag.as_deref().unwrap_or_default();
-    let (etag_hex, etag_parts) = split_parts(etag);
-    let etag_parts = etag_parts.filter(|n| (1..=MAX_PARTS).contains(n));
+    let etag_parts = split_parts(etag).1.filter(|n| (1..=MAX_PARTS).contains(n));
+    let found = match from_metadata(facts, keys, &mut notes)
+        .or_else(|| from_s3_checksum(facts, etag_parts, &mut notes))
+    {
+        Some(c) => Ok(Some(c)),
+        None => from_etag(facts, etag_parts, &mut notes),
+    };
+    match found {
+        Ok(Some(c)) => Ok((c, notes)),
+        Ok(None) => Err(Unverifiable {
+            reason: "no trustworthy expected digest: no digest in metadata, no S3 checksum, and the ETag is not an MD5".into(),
+            notes,
+        }),
+        Err(reason) => Err(Unverifiable {
+            reason: reason.into(),
+            notes,
+        }),
+    }
+}
 
-    // 1. The producer's own record.
+/// 1. The producer's own record: the first configured key present with a valid digest.
+fn from_metadata(
+    facts: &ObjectFacts,
+    keys: &[MetadataKey],
+    notes: &mut Vec<String>,
+) -> Option<Candidate> {
     for k in keys {
         let Some(v) = facts.metadata.get(&k.key) else {
             continue;
         };
         match checksums::decode_digest(k.algorithm, v) {
             Some(value) => {
-                return Ok((
-                    Candidate {
-                        source: SourceKind::Metadata,
-                        label: format!("metadata {} ({})", k.key, k.algorithm),
-                        algorithm: k.algorithm,
-                        value,
-                        layout: Layout::Whole,
-                    },
-                    notes,
-                ))
+                return Some(Candidate {
+                    source: SourceKind::Metadata,
+                    label: format!("metadata {} ({})", k.key, k.algorithm),
+                    algorithm: k.algorithm,
+                    value,
+                    layout: Layout::Whole,
+                })
             }
             None => notes.push(format!(
                 "metadata {} = {v:?} is not a {} digest (hex or base64)",
@@ -147,8 +166,15 @@ pub fn candidate(
             )),
         }
     }
+    None
+}
 
-    // 2. S3's additional checksum.
+/// 2. S3's additional checksum, with the layout it covers the object in.
+fn from_s3_checksum(
+    facts: &ObjectFacts,
+    etag_parts: Option<u32>,
+    notes: &mut Vec<String>,
+) -> Option<Candidate> {
     for alg in S3_CHECKSUM_ORDER {
         let Some(raw) = facts.checksums.get(&alg) else {
             continue;
@@ -161,77 +187,87 @@ pub fn candidate(
             ));
             continue;
         };
-        let layout = match (suffix_parts, facts.checksum_type.as_deref(), etag_parts) {
-            (Some(n), _, _) if (1..=MAX_PARTS).contains(&n) => Layout::Composite { parts: n },
-            (Some(n), _, _) => {
-                notes.push(format!("s3 checksum {alg} claims {n} parts"));
-                continue;
-            }
-            (None, Some("FULL_OBJECT"), _) => Layout::Whole,
-            (None, Some("COMPOSITE"), Some(n)) => Layout::Composite { parts: n },
-            (None, Some("COMPOSITE"), None) => {
-                notes.push(format!(
-                    "s3 checksum {alg} is composite but the part count is unknown"
-                ));
-                continue;
-            }
-            (None, _, None) => Layout::Whole,
-            // Multipart, shape not stated. S3 computes CRC64NVME only over the full object,
-            // and SHA checksums of multipart uploads only as composites.
-            (None, _, Some(n)) => match alg {
-                Algorithm::Crc64Nvme => Layout::Whole,
-                Algorithm::Sha1 | Algorithm::Sha256 | Algorithm::Md5 => {
-                    Layout::Composite { parts: n }
-                }
-                Algorithm::Crc32 | Algorithm::Crc32c => Layout::WholeOrComposite { parts: n },
-            },
+        let checksum_type = facts.checksum_type.as_deref();
+        let Some(layout) = checksum_layout(alg, suffix_parts, checksum_type, etag_parts, notes)
+        else {
+            continue;
         };
-        return Ok((
-            Candidate {
-                source: SourceKind::S3Checksum,
-                label: format!("s3 checksum {alg}"),
-                algorithm: alg,
-                value,
-                layout,
-            },
-            notes,
-        ));
+        return Some(Candidate {
+            source: SourceKind::S3Checksum,
+            label: format!("s3 checksum {alg}"),
+            algorithm: alg,
+            value,
+            layout,
+        });
     }
+    None
+}
 
-    // 3. The ETag, where it is an MD5.
+/// How an S3 checksum covers the object: its `-N` suffix, else its stated type, else what S3
+/// does for that algorithm on a multipart object. `None` (with a note) when it cannot tell.
+fn checksum_layout(
+    alg: Algorithm,
+    suffix_parts: Option<u32>,
+    checksum_type: Option<&str>,
+    etag_parts: Option<u32>,
+    notes: &mut Vec<String>,
+) -> Option<Layout> {
+    Some(match (suffix_parts, checksum_type, etag_parts) {
+        (Some(n), _, _) if (1..=MAX_PARTS).contains(&n) => Layout::Composite { parts: n },
+        (Some(n), _, _) => {
+            notes.push(format!("s3 checksum {alg} claims {n} parts"));
+            return None;
+        }
+        (None, Some("FULL_OBJECT"), _) => Layout::Whole,
+        (None, Some("COMPOSITE"), Some(n)) => Layout::Composite { parts: n },
+        (None, Some("COMPOSITE"), None) => {
+            notes.push(format!(
+                "s3 checksum {alg} is composite but the part count is unknown"
+            ));
+            return None;
+        }
+        (None, _, None) => Layout::Whole,
+        // Multipart, shape not stated. S3 computes CRC64NVME only over the full object,
+        // and SHA checksums of multipart uploads only as composites.
+        (None, _, Some(n)) => match alg {
+            Algorithm::Crc64Nvme => Layout::Whole,
+            Algorithm::Sha1 | Algorithm::Sha256 | Algorithm::Md5 => Layout::Composite { parts: n },
+            Algorithm::Crc32 | Algorithm::Crc32c => Layout::WholeOrComposite { parts: n },
+        },
+    })
+}
+
+/// 3. The ETag, where it is an MD5. An MD5 ETag claiming an impossible part count ends the
+/// search (`Err` with the reason): no source is left to fall back to.
+fn from_etag(
+    facts: &ObjectFacts,
+    etag_parts: Option<u32>,
+    notes: &mut Vec<String>,
+) -> Result<Option<Candidate>, &'static str> {
+    let etag = facts.etag.as_deref().unwrap_or_default();
     if facts.encryption.is_kms() {
         notes.push("etag of an SSE-KMS object is not an MD5".into());
-    } else if let Some(value) = checksums::from_hex(etag_hex).filter(|v| v.len() == 16) {
-        let layout = match split_parts(etag).1 {
-            None => Layout::Whole,
-            Some(_) => match etag_parts {
-                Some(n) => Layout::Composite { parts: n },
-                None => {
-                    notes.push(format!("etag {etag:?} claims an impossible part count"));
-                    return Err(Unverifiable {
-                        reason: "no trustworthy expected digest".into(),
-                        notes,
-                    });
-                }
-            },
-        };
-        return Ok((
-            Candidate {
-                source: SourceKind::Etag,
-                label: "etag (md5)".into(),
-                algorithm: Algorithm::Md5,
-                value,
-                layout,
-            },
-            notes,
-        ));
-    } else {
-        notes.push(format!("etag {etag:?} is not an MD5"));
+        return Ok(None);
     }
-    Err(Unverifiable {
-        reason: "no trustworthy expected digest: no digest in metadata, no S3 checksum, and the ETag is not an MD5".into(),
-        notes,
-    })
+    let Some(value) = checksums::from_hex(split_parts(etag).0).filter(|v| v.len() == 16) else {
+        notes.push(format!("etag {etag:?} is not an MD5"));
+        return Ok(None);
+    };
+    let layout = match (split_parts(etag).1, etag_parts) {
+        (None, _) => Layout::Whole,
+        (Some(_), Some(n)) => Layout::Composite { parts: n },
+        (Some(_), None) => {
+            notes.push(format!("etag {etag:?} claims an impossible part count"));
+            return Err("no trustworthy expected digest");
+        }
+    };
+    Ok(Some(Candidate {
+        source: SourceKind::Etag,
+        label: "etag (md5)".into(),
+        algorithm: Algorithm::Md5,
+        value,
+        layout,
+    }))
 }
 
 /// Completes a candidate with the object's real part sizes (`None` for whole-object ones).

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use selfheal_core::checksums::Algorithm;
 use selfheal_core::ports::objects::{MAX_SINGLE_COPY, MIN_PART};
-use selfheal_core::settings::{parse_u64, ConfigError};
+use selfheal_core::settings::{env, lookup, parse_list, parse_u64, ConfigError};
 
 /// A user-metadata key a producer records a digest under, and the digest's algorithm.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,89 +107,95 @@ fn invalid(name: &'static str, value: &str, expected: &'static str) -> ConfigErr
     }
 }
 
-fn list(v: &str) -> impl Iterator<Item = &str> {
-    v.split(',').map(str::trim).filter(|s| !s.is_empty())
-}
-
-impl Settings {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let keys_raw =
-            get("SELFHEAL_RESTORE_METADATA_KEYS").unwrap_or_else(|| DEFAULT_METADATA_KEYS.into());
-        let mut metadata_keys = Vec::new();
-        for item in list(&keys_raw) {
+/// `key[:algorithm]`, most trusted first; without `:algorithm` the key names it.
+fn metadata_keys(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<MetadataKey>, ConfigError> {
+    const NAME: &str = "SELFHEAL_RESTORE_METADATA_KEYS";
+    let items = parse_list(get, NAME).unwrap_or_else(|| {
+        DEFAULT_METADATA_KEYS
+            .split(',')
+            .map(str::to_string)
+            .collect()
+    });
+    items
+        .iter()
+        .map(|item| {
             let (key, alg) = item.split_once(':').unwrap_or((item, item));
             let key = key.trim().to_ascii_lowercase();
             let key = key.strip_prefix("x-amz-meta-").unwrap_or(&key).to_string();
             let algorithm = Algorithm::parse(alg).ok_or_else(|| {
                 invalid(
-                    "SELFHEAL_RESTORE_METADATA_KEYS",
+                    NAME,
                     item,
                     "key[:algorithm] with algorithm one of md5, sha1, sha256, crc32, crc32c, crc64nvme",
                 )
             })?;
-            metadata_keys.push(MetadataKey { key, algorithm });
-        }
-        let mut replicas = BTreeMap::new();
-        if let Some(v) = get("SELFHEAL_RESTORE_REPLICA_BUCKETS") {
-            for item in list(&v) {
-                let parsed = item
-                    .split_once('=')
-                    .and_then(|(s, r)| Some((s.trim(), Location::parse(r)?)))
-                    .filter(|(s, _)| !s.is_empty());
-                let (source, replica) = parsed.ok_or_else(|| {
-                    invalid(
-                        "SELFHEAL_RESTORE_REPLICA_BUCKETS",
-                        item,
-                        "source=replica[/prefix], comma-separated",
-                    )
-                })?;
-                replicas.insert(source.to_string(), replica);
-            }
-        }
-        let mut scrub_targets = Vec::new();
-        if let Some(v) = get("SELFHEAL_RESTORE_SCRUB_TARGETS") {
-            for item in list(&v) {
-                scrub_targets.push(Location::parse(item).ok_or_else(|| {
-                    invalid(
-                        "SELFHEAL_RESTORE_SCRUB_TARGETS",
-                        item,
-                        "bucket[/prefix], comma-separated",
-                    )
-                })?);
-            }
-        }
+            Ok(MetadataKey { key, algorithm })
+        })
+        .collect()
+}
+
+/// `source=replica[/prefix]`, comma-separated.
+fn replicas(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, Location>, ConfigError> {
+    const NAME: &str = "SELFHEAL_RESTORE_REPLICA_BUCKETS";
+    let mut replicas = BTreeMap::new();
+    for item in parse_list(get, NAME).unwrap_or_default() {
+        let parsed = item
+            .split_once('=')
+            .and_then(|(s, r)| Some((s.trim(), Location::parse(r)?)))
+            .filter(|(s, _)| !s.is_empty());
+        let (source, replica) = parsed
+            .ok_or_else(|| invalid(NAME, &item, "source=replica[/prefix], comma-separated"))?;
+        replicas.insert(source.to_string(), replica);
+    }
+    Ok(replicas)
+}
+
+/// `bucket[/prefix]`, comma-separated.
+fn scrub_targets(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<Location>, ConfigError> {
+    const NAME: &str = "SELFHEAL_RESTORE_SCRUB_TARGETS";
+    parse_list(get, NAME)
+        .unwrap_or_default()
+        .iter()
+        .map(|item| {
+            Location::parse(item)
+                .ok_or_else(|| invalid(NAME, item, "bucket[/prefix], comma-separated"))
+        })
+        .collect()
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(env)
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = lookup(get);
+        // Read in a fixed order, so that of several bad values the same one is reported.
+        let metadata_keys = metadata_keys(&get)?;
+        let replicas = replicas(&get)?;
+        let scrub_targets = scrub_targets(&get)?;
         let threshold = parse_u64(
             &get,
             "SELFHEAL_RESTORE_MULTIPART_COPY_THRESHOLD_BYTES",
             MAX_SINGLE_COPY,
         )?;
         let part = parse_u64(&get, "SELFHEAL_RESTORE_COPY_PART_BYTES", 512 * 1024 * 1024)?;
+        let max_versions = parse_u64(&get, "SELFHEAL_RESTORE_MAX_VERSIONS", 10)? as usize;
+        let concurrency = parse_u64(&get, "SELFHEAL_RESTORE_CONCURRENCY", 4)? as usize;
+        let scrub_max = parse_u64(&get, "SELFHEAL_RESTORE_SCRUB_MAX_OBJECTS", 5000)? as usize;
+        let reserve = parse_u64(&get, "SELFHEAL_RESTORE_SCRUB_RESERVE_SECONDS", 60)?;
         Ok(Self {
             metadata_keys,
             replicas,
-            max_versions: parse_u64(&get, "SELFHEAL_RESTORE_MAX_VERSIONS", 10)? as usize,
+            max_versions,
             quarantine_bucket: get("SELFHEAL_RESTORE_QUARANTINE_BUCKET"),
             quarantine_prefix: get("SELFHEAL_RESTORE_QUARANTINE_PREFIX")
                 .unwrap_or_else(|| "selfheal-quarantine/".into()),
-            concurrency: (parse_u64(&get, "SELFHEAL_RESTORE_CONCURRENCY", 4)? as usize)
-                .clamp(1, 64),
-            scrub_max_objects: (parse_u64(&get, "SELFHEAL_RESTORE_SCRUB_MAX_OBJECTS", 5000)?
-                as usize)
-                .max(1),
-            scrub_reserve: Duration::from_secs(parse_u64(
-                &get,
-                "SELFHEAL_RESTORE_SCRUB_RESERVE_SECONDS",
-                60,
-            )?),
+            concurrency: concurrency.clamp(1, 64),
+            scrub_max_objects: scrub_max.max(1),
+            scrub_reserve: Duration::from_secs(reserve),
             scrub_targets,
             // CopyObject cannot copy more than 5 GiB; parts below 5 MiB are refused by S3.
             multipart_threshold: threshold.clamp(MIN_PART, MAX_SINGLE_COPY),
