@@ -140,7 +140,7 @@ pub fn candidate(
     }
 }
 
-/// 1. The producer's own record: the first configured key present with a valid digest.
+/// Source 1, the producer's own record: the first configured key present with a valid digest.
 fn from_metadata(
     facts: &ObjectFacts,
     keys: &[MetadataKey],
@@ -169,7 +169,7 @@ fn from_metadata(
     None
 }
 
-/// 2. S3's additional checksum, with the layout it covers the object in.
+/// Source 2, S3's additional checksum, with the layout it covers the object in.
 fn from_s3_checksum(
     facts: &ObjectFacts,
     etag_parts: Option<u32>,
@@ -237,8 +237,8 @@ fn checksum_layout(
     })
 }
 
-/// 3. The ETag, where it is an MD5. An MD5 ETag claiming an impossible part count ends the
-/// search (`Err` with the reason): no source is left to fall back to.
+/// Source 3, the ETag, where it is an MD5. An MD5 ETag claiming an impossible part count
+/// ends the search (`Err` with the reason): no source is left to fall back to.
 fn from_etag(
     facts: &ObjectFacts,
     etag_parts: Option<u32>,
