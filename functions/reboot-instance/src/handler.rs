@@ -18,6 +18,8 @@ use crate::decide::{decide, target, Reboot};
 use crate::gate::{self, GateFetch, GateReport, GATE_FETCH_TIMEOUT};
 use crate::settings::Settings;
 
+/// The ports and settings the flow runs over: `main.rs` builds them from the environment,
+/// tests from fakes or from adapters against the emulator.
 pub struct Deps {
     pub common: Common,
     pub instances: Arc<dyn Instances>,
