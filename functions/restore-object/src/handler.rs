@@ -409,3 +409,6 @@ impl Function for Deps {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
