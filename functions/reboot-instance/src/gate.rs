@@ -152,12 +152,10 @@ fn judge(
         (Judgement::TooLittleHistory, _) => (None, false, a.why.clone()),
         (Judgement::Anomalous, GateMode::On) => (None, true, format!("abnormal: {}", a.why)),
         (Judgement::Expected, GateMode::On) => {
-            // The run of spaces is in the recorded reason today; kept so records stay as
-            // they were.
             let skip = SkipReason::new(
                 SkipCode::ExpectedPattern,
                 format!(
-                    "alarm {} on {id} matches this metric's usual pattern at this time, not                      rebooting: {}",
+                    "alarm {} on {id} matches this metric's usual pattern at this time, not rebooting: {}",
                     alarm.name, a.why
                 ),
             );

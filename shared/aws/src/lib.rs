@@ -10,6 +10,8 @@ pub mod tags;
 pub mod autoscaling;
 #[cfg(feature = "cloudwatch")]
 pub mod cloudwatch;
+#[cfg(feature = "cloudwatch")]
+pub mod cloudwatch_alarms;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 #[cfg(feature = "ec2")]

@@ -2,7 +2,7 @@
 //! ledger, a notifier that records what it was asked to send, a metric history, and a
 //! [`Common`] wired to them. One copy, used by every crate's tests.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +13,7 @@ use crate::audit::Auditor;
 use crate::common::Common;
 use crate::error::AwsError;
 use crate::guard::{Guardrails, KillSwitch, Policy};
+use crate::ports::alarms::{AlarmFacts, Alarms};
 use crate::ports::ledger::{Ledger, LedgerError, TargetRecord};
 use crate::ports::metrics::{MetricHistory, MetricQuery, Window};
 use crate::ports::notifier::Notifier;
@@ -191,6 +192,53 @@ impl MetricHistory for FakeHistory {
             HistoryAnswer::Fails(e) => Err(e.clone()),
             HistoryAnswer::Hangs => std::future::pending().await,
         }
+    }
+}
+
+/// Alarms as CloudWatch would describe them now, by name, with their tags by ARN; counts the
+/// calls so tests can check what a decision cost.
+#[derive(Default)]
+pub struct FakeAlarms {
+    pub alarms: Mutex<HashMap<String, AlarmFacts>>,
+    pub tags: Mutex<HashMap<String, BTreeMap<String, String>>>,
+    pub fail: Mutex<Option<AwsError>>,
+    pub calls: AtomicUsize,
+}
+
+impl FakeAlarms {
+    pub fn with(self, facts: AlarmFacts) -> Self {
+        if let Ok(mut m) = self.alarms.lock() {
+            m.insert(facts.name.clone(), facts);
+        }
+        self
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Alarms for FakeAlarms {
+    async fn current(&self, name: &str) -> Result<Option<AlarmFacts>, AwsError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(e) = self.fail.lock().ok().and_then(|f| f.clone()) {
+            return Err(e);
+        }
+        Ok(self.alarms.lock().ok().and_then(|m| m.get(name).cloned()))
+    }
+
+    async fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(e) = self.fail.lock().ok().and_then(|f| f.clone()) {
+            return Err(e);
+        }
+        Ok(self
+            .tags
+            .lock()
+            .ok()
+            .and_then(|m| m.get(arn).cloned())
+            .unwrap_or_default())
     }
 }
 

@@ -2,6 +2,7 @@
 //! for us, with the plain types that cross it. Each has one SDK adapter in crate
 //! `selfheal-aws`; the `testing` feature has in-memory ones where tests need them.
 
+pub mod alarms;
 pub mod cursors;
 pub mod groups;
 pub mod idempotency;
