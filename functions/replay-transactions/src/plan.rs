@@ -185,24 +185,8 @@ pub fn deduplication_id(transaction_id: &str, replay_count: u32) -> String {
 
 /// What to do with one record.
 pub fn decide(incoming: &Incoming, facts: &Facts, rules: &Rules) -> Decision<Action> {
-    match &facts.ledger {
-        Some(State::Done {
-            outcome, detail, ..
-        }) => {
-            return Decision::skip(
-                SkipCode::AlreadyDone,
-                format!("this message was already handled: {outcome} ({detail})"),
-            )
-        }
-        Some(State::InProgress { lease_until, owner }) if *lease_until > facts.now => {
-            return Decision::skip(
-                SkipCode::ChangeInProgress,
-                format!(
-                    "invocation {owner} is handling this message (claim held until {lease_until}); it returns to the queue and is looked at again"
-                ),
-            )
-        }
-        _ => {}
+    if let Some(skip) = handled_or_claimed(facts) {
+        return skip;
     }
     let (tx, count) = match &incoming.parsed {
         Err(e) => {
@@ -238,6 +222,34 @@ pub fn decide(incoming: &Incoming, facts: &Facts, rules: &Rules) -> Decision<Act
             detail,
         );
     }
+    replay(incoming, tx, count, rules)
+}
+
+/// What the ledger alone decides: a message already handled, or one whose claim another
+/// invocation still holds, is skipped.
+fn handled_or_claimed(facts: &Facts) -> Option<Decision<Action>> {
+    match &facts.ledger {
+        Some(State::Done {
+            outcome, detail, ..
+        }) => Some(Decision::skip(
+            SkipCode::AlreadyDone,
+            format!("this message was already handled: {outcome} ({detail})"),
+        )),
+        Some(State::InProgress { lease_until, owner }) if *lease_until > facts.now => {
+            Some(Decision::skip(
+                SkipCode::ChangeInProgress,
+                format!(
+                    "invocation {owner} is handling this message (claim held until {lease_until}); it returns to the queue and is looked at again"
+                ),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The replay of a valid transaction with `count` replays so far; parked as unreplayable
+/// when the attributes it must carry would not fit.
+fn replay(incoming: &Incoming, tx: &Transaction, count: u32, rules: &Rules) -> Decision<Action> {
     let mut attributes = incoming.attributes.clone();
     attributes.insert(
         REPLAY_COUNT_ATTRIBUTE.into(),
