@@ -17,6 +17,8 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::decision::{SkipCode, SkipReason};
+
 /// The state an alarm is in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -163,6 +165,66 @@ impl Alarm {
 
     pub fn dimension(&self, name: &str) -> Option<&str> {
         self.dimensions.get(name).map(String::as_str)
+    }
+
+    /// Every distinct value of dimension `name` across all the metrics the alarm reads, in
+    /// order of appearance (a metric-math alarm may read several instances or groups).
+    pub fn dimension_values(&self, name: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let values = self
+            .metrics
+            .iter()
+            .filter_map(|m| m.dimensions.get(name))
+            .chain(self.dimensions.get(name));
+        for v in values {
+            let v = v.trim();
+            if !v.is_empty() && !out.iter().any(|o| o == v) {
+                out.push(v.to_string());
+            }
+        }
+        out
+    }
+
+    /// The one resource named by dimension `name`, `Ok(None)` when none is, or a skip when
+    /// several are: acting on one of them could touch the healthy one.
+    pub fn single_target(&self, name: &str) -> Result<Option<String>, SkipReason> {
+        let mut values = self.dimension_values(name);
+        match values.len() {
+            0 => Ok(None),
+            1 => Ok(values.pop()),
+            _ => Err(SkipReason::new(
+                SkipCode::SeveralTargets,
+                format!(
+                    "alarm {} reads {} {name} values ({}); it cannot say which one is sick, so none is touched",
+                    self.name,
+                    values.len(),
+                    values.join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// Skips an event older than `max_age` (by the alarm's state-change time; an event with
+    /// no time is judged by the current state check instead).
+    pub fn check_age(
+        &self,
+        now: DateTime<Utc>,
+        max_age: std::time::Duration,
+    ) -> Result<(), SkipReason> {
+        let Some(at) = self.time else { return Ok(()) };
+        let age = now.signed_duration_since(at);
+        if age.num_seconds() > max_age.as_secs() as i64 {
+            return Err(SkipReason::new(
+                SkipCode::StaleEvent,
+                format!(
+                    "alarm {} changed state at {at}, {} s ago; events older than {} s are not acted on",
+                    self.name,
+                    age.num_seconds(),
+                    max_age.as_secs()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Namespaces of every metric the alarm reads.
@@ -860,6 +922,49 @@ fn arn_part(arn: &str, i: usize) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn math_alarm(ids: &[&str], time: &str) -> Alarm {
+        let metrics: Vec<Value> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| json!({"id": format!("m{i}"), "metricStat": {"metric": {"namespace": "AWS/EC2", "name": "StatusCheckFailed", "dimensions": {"InstanceId": id}}, "period": 60, "stat": "Maximum"}, "returnData": false}))
+            .chain([json!({"id": "e1", "expression": "MAX(METRICS())", "returnData": true})])
+            .collect();
+        let ev = json!({"detail-type": "CloudWatch Alarm State Change", "source": "aws.cloudwatch", "time": time,
+            "detail": {"alarmName": "a", "state": {"value": "ALARM", "timestamp": time}, "previousState": {"value": "OK"},
+                       "configuration": {"metrics": metrics}}});
+        parse_alarms(&ev).unwrap().remove(0)
+    }
+
+    #[test]
+    fn several_targets_are_refused() {
+        let two = math_alarm(&["i-a", "i-b"], "2026-11-30T10:00:00Z");
+        assert_eq!(two.dimension_values("InstanceId"), vec!["i-a", "i-b"]);
+        assert_eq!(
+            two.single_target("InstanceId").unwrap_err().code,
+            SkipCode::SeveralTargets
+        );
+        let same = math_alarm(&["i-a", " i-a"], "2026-11-30T10:00:00Z");
+        assert_eq!(
+            same.single_target("InstanceId").unwrap(),
+            Some("i-a".into())
+        );
+        assert_eq!(same.single_target("AutoScalingGroupName").unwrap(), None);
+    }
+
+    #[test]
+    fn old_events_are_stale() {
+        let a = math_alarm(&["i-a"], "2026-11-30T04:00:00Z");
+        let now = DateTime::parse_from_rfc3339("2026-11-30T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(
+            a.check_age(now, hour).unwrap_err().code,
+            SkipCode::StaleEvent
+        );
+        assert!(a.check_age(now, hour * 7).is_ok());
+    }
 
     fn eventbridge(state: &str, prev: &str, metrics: Value) -> Value {
         json!({

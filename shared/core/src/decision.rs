@@ -44,6 +44,19 @@ pub enum SkipCode {
     /// An earlier item of the same ordered group (an SQS FIFO message group) could not be
     /// handled; this one waits for it, to keep the order.
     HeldBack,
+    /// The event names more than one target (a metric-math alarm over several instances or
+    /// groups): which one is sick is unknown, so none is touched.
+    SeveralTargets,
+    /// The alarm does not ask for this remedy (not on the metric allowlist, no opt-in tag).
+    NotRequested,
+    /// The event is older than the maximum age: the world it describes may be gone.
+    StaleEvent,
+    /// The alarm is no longer in ALARM (or no longer exists) now that we are about to act.
+    AlarmCleared,
+    /// The alarm belongs to someone else's automation (an Auto Scaling policy), which acts on it.
+    OwnedElsewhere,
+    /// The configured remedy contradicts what the alarm says (scale out on a low-side alarm).
+    Contradiction,
 }
 
 impl SkipCode {
@@ -67,6 +80,12 @@ impl SkipCode {
             Self::ExpectedPattern => "expected-pattern",
             Self::AlreadyDone => "already-done",
             Self::HeldBack => "held-back",
+            Self::SeveralTargets => "several-targets",
+            Self::NotRequested => "not-requested",
+            Self::StaleEvent => "stale-event",
+            Self::AlarmCleared => "alarm-cleared",
+            Self::OwnedElsewhere => "owned-elsewhere",
+            Self::Contradiction => "contradiction",
         }
     }
 

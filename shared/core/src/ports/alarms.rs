@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::alarm::AlarmState;
+use crate::decision::{SkipCode, SkipReason};
 use crate::error::AwsError;
 
 /// What CloudWatch says about an alarm now.
@@ -43,6 +44,22 @@ impl AlarmFacts {
     }
 }
 
+/// Acts only on an alarm that is still in ALARM now: `current` is what CloudWatch says at the
+/// moment of acting (`None`: the alarm no longer exists).
+pub fn check_still_alarming(name: &str, current: Option<&AlarmFacts>) -> Result<(), SkipReason> {
+    match current {
+        Some(f) if f.state == AlarmState::Alarm => Ok(()),
+        Some(f) => Err(SkipReason::new(
+            SkipCode::AlarmCleared,
+            format!("alarm {name} is {} now; nothing to heal", f.state),
+        )),
+        None => Err(SkipReason::new(
+            SkipCode::AlarmCleared,
+            format!("alarm {name} no longer exists"),
+        )),
+    }
+}
+
 #[async_trait]
 pub trait Alarms: Send + Sync {
     /// The alarm's current facts; `None` when no alarm has that name.
@@ -54,6 +71,30 @@ pub trait Alarms: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn facts(state: AlarmState) -> AlarmFacts {
+        AlarmFacts {
+            name: "a".into(),
+            arn: None,
+            state,
+            state_updated: None,
+            alarm_actions: vec![],
+            comparison: None,
+        }
+    }
+
+    #[test]
+    fn only_a_firing_alarm_is_acted_on() {
+        assert!(check_still_alarming("a", Some(&facts(AlarmState::Alarm))).is_ok());
+        for current in [
+            Some(facts(AlarmState::Ok)),
+            Some(facts(AlarmState::InsufficientData)),
+            None,
+        ] {
+            let r = check_still_alarming("a", current.as_ref()).unwrap_err();
+            assert_eq!(r.code, SkipCode::AlarmCleared);
+        }
+    }
 
     #[test]
     fn scaling_policy_actions_are_recognised() {
