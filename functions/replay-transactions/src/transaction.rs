@@ -92,6 +92,78 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+fn points(obj: &Map<String, Value>, problems: &mut Vec<String>) -> Option<i64> {
+    match obj.get("points") {
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(0) => {
+                problems.push("points must not be zero".into());
+                None
+            }
+            Some(p) => Some(p),
+            None => {
+                problems.push(format!("points must be a whole number, found {n}"));
+                None
+            }
+        },
+        Some(other) => {
+            problems.push(format!(
+                "points must be a whole number, found {}",
+                type_name(other)
+            ));
+            None
+        }
+        None => {
+            problems.push("points is missing".into());
+            None
+        }
+    }
+}
+
+fn kind(obj: &Map<String, Value>, problems: &mut Vec<String>) -> Option<Kind> {
+    match obj.get("kind") {
+        Some(Value::String(k)) => match k.as_str() {
+            "earn" => Some(Kind::Earn),
+            "redeem" => Some(Kind::Redeem),
+            "adjust" => Some(Kind::Adjust),
+            other => {
+                problems.push(format!("kind {other:?} is not one of earn, redeem, adjust"));
+                None
+            }
+        },
+        Some(other) => {
+            problems.push(format!("kind must be a string, found {}", type_name(other)));
+            None
+        }
+        None => {
+            problems.push("kind is missing".into());
+            None
+        }
+    }
+}
+
+/// Optional: absent or null means the sender did not say.
+fn occurred_at(obj: &Map<String, Value>, problems: &mut Vec<String>) -> Option<DateTime<Utc>> {
+    match obj.get("occurred_at") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => Some(t.with_timezone(&Utc)),
+            Err(e) => {
+                problems.push(format!(
+                    "occurred_at {s:?} is not an RFC 3339 timestamp: {e}"
+                ));
+                None
+            }
+        },
+        Some(other) => {
+            problems.push(format!(
+                "occurred_at must be a string, found {}",
+                type_name(other)
+            ));
+            None
+        }
+    }
+}
+
 /// Reads and validates a message body. Every problem is reported, not only the first.
 pub fn parse(body: &str) -> Result<Transaction, SchemaError> {
     let value: Value = serde_json::from_str(body).map_err(|e| SchemaError {
@@ -120,68 +192,9 @@ pub fn parse(body: &str) -> Result<Transaction, SchemaError> {
         None => None,
     };
     let member_id = required_string(&obj, "member_id", &mut problems);
-    let points = match obj.get("points") {
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(0) => {
-                problems.push("points must not be zero".into());
-                None
-            }
-            Some(p) => Some(p),
-            None => {
-                problems.push(format!("points must be a whole number, found {n}"));
-                None
-            }
-        },
-        Some(other) => {
-            problems.push(format!(
-                "points must be a whole number, found {}",
-                type_name(other)
-            ));
-            None
-        }
-        None => {
-            problems.push("points is missing".into());
-            None
-        }
-    };
-    let kind = match obj.get("kind") {
-        Some(Value::String(k)) => match k.as_str() {
-            "earn" => Some(Kind::Earn),
-            "redeem" => Some(Kind::Redeem),
-            "adjust" => Some(Kind::Adjust),
-            other => {
-                problems.push(format!("kind {other:?} is not one of earn, redeem, adjust"));
-                None
-            }
-        },
-        Some(other) => {
-            problems.push(format!("kind must be a string, found {}", type_name(other)));
-            None
-        }
-        None => {
-            problems.push("kind is missing".into());
-            None
-        }
-    };
-    let occurred_at = match obj.get("occurred_at") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
-            Ok(t) => Some(t.with_timezone(&Utc)),
-            Err(e) => {
-                problems.push(format!(
-                    "occurred_at {s:?} is not an RFC 3339 timestamp: {e}"
-                ));
-                None
-            }
-        },
-        Some(other) => {
-            problems.push(format!(
-                "occurred_at must be a string, found {}",
-                type_name(other)
-            ));
-            None
-        }
-    };
+    let points = points(&obj, &mut problems);
+    let kind = kind(&obj, &mut problems);
+    let occurred_at = occurred_at(&obj, &mut problems);
     match (transaction_id, member_id, points, kind) {
         (Some(transaction_id), Some(member_id), Some(points), Some(kind))
             if problems.is_empty() =>
