@@ -280,7 +280,96 @@ pub fn hold_back(slots: &mut [Slot<'_>]) {
 mod tests {
     use std::time::Duration;
 
+    use selfheal_core::{AuditRecord, Decision};
+
     use super::*;
+    use crate::plan::{Facts, Rules};
+
+    fn message(id: &str, tx: &str) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.into());
+        m.body = Some(format!(
+            r#"{{"transaction_id":"{tx}","member_id":"m-1","points":5,"kind":"earn"}}"#
+        ));
+        m
+    }
+
+    /// A batch in which every open record was decided as it would be with an empty ledger.
+    fn decided(msgs: &[SqsMessage]) -> Batch<'_> {
+        let slots = Slot::open_all(msgs, |inc| {
+            AuditRecord::builder(FUNCTION, "req-1", "sqs:dlq", &inc.message_id)
+        });
+        let mut b = Batch::new(slots, Utc::now(), 60);
+        let rules = Rules {
+            max_replays: 3,
+            base_delay_seconds: 0,
+            target_fifo: false,
+        };
+        let facts = Facts {
+            ledger: None,
+            applied: false,
+            now: b.ts,
+        };
+        for s in b.slots.iter_mut().filter(|s| s.open()) {
+            if let Decision::Act { action, reason } = plan::decide(&s.inc, &facts, &rules) {
+                s.pending = Some((action, reason));
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn replays_beyond_the_batch_cap_return_to_the_queue() {
+        let msgs: Vec<_> = (0..3)
+            .map(|i| message(&format!("m{i}"), &format!("tx-{i}")))
+            .collect();
+        let mut b = decided(&msgs);
+        b.cap_replays(2);
+        assert_eq!(b.pending(), vec![0, 1]);
+        let capped = b.slots[2].finish.as_ref().expect("capped");
+        assert!(capped.failed && capped.loud);
+        assert!(matches!(&capped.ending, Ending::Skipped(r) if r.code == SkipCode::BlastRadius));
+        let claims = b.claims(&b.pending(), "req-1", 42);
+        assert!(claims.iter().all(|c| c.uses_budget && c.lease_until == 42));
+        assert_eq!(claims[0].expires_at, b.ts + 60);
+    }
+
+    #[test]
+    fn a_duplicate_in_the_batch_mirrors_its_first() {
+        let msgs = [message("m0", "tx-1"), message("m1", "tx-1")];
+        let mut b = decided(&msgs);
+        assert_eq!(b.slots[1].primary, Some(0));
+        assert_eq!(b.pending(), vec![0], "only the first is acted on");
+        b.slots[0].end(Ending::Acted("replayed".into()), false);
+        resolve_followers(&mut b.slots);
+        let f = b.slots[1].finish.as_ref().expect("mirrored");
+        assert!(!f.failed);
+        assert!(matches!(&f.ending, Ending::Skipped(r) if r.code == SkipCode::AlreadyDone));
+
+        let mut b = decided(&msgs);
+        b.slots[0].end(Ending::Failed("replay-failed", "boom".into()), true);
+        resolve_followers(&mut b.slots);
+        assert!(b.slots[1].finish.as_ref().is_some_and(|f| f.failed));
+    }
+
+    #[test]
+    fn lease_covers_the_deadline_and_the_budget_is_per_hour() {
+        let msgs = [message("m0", "tx-1")];
+        let b = decided(&msgs);
+        let deadline = SystemTime::UNIX_EPOCH + Duration::from_secs(b.ts as u64 + 30);
+        assert_eq!(
+            b.lease_until(Some(deadline)),
+            b.ts + 30 + LEASE_MARGIN_SECONDS
+        );
+        assert_eq!(
+            b.lease_until(None),
+            b.ts + LEASE_WITHOUT_DEADLINE_SECONDS + LEASE_MARGIN_SECONDS
+        );
+        assert!(b.hourly_budget(0).is_none());
+        let budget = b.hourly_budget(7).expect("budget");
+        assert_eq!(budget.cap, 7);
+        assert!(budget.key.starts_with("replay-transactions#replay-budget#"));
+    }
 
     #[test]
     fn lease_epoch_rounds_up() {
