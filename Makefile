@@ -98,8 +98,11 @@ bench: setup
 	scripts/with-moto.sh --state .moto/bench $(VENV)/bin/python bench/run.py
 
 # The AI evaluation: replays labelled synthetic traces, writes eval/results/.
+# Labelled real-world series in NAB layout (data/, labels/): scored when the folder exists;
+# `make eval NAB=DIR` scores another one, `make eval NAB=` skips that part.
+NAB ?= $(if $(wildcard ../shared/nab/labels/combined_windows.json),../shared/nab,)
 eval:
-	cargo run --release -p selfheal-eval -- --out eval/results
+	cargo run --release -p selfheal-eval -- --out eval/results $(if $(NAB),--nab $(NAB),)
 
 clean:
 	rm -rf .moto target/lambda

@@ -10,6 +10,10 @@
 use selfheal_core::{anomaly, forecast};
 
 mod gate_eval;
+mod nab;
+mod nab_detect;
+mod nab_report;
+mod nab_score;
 mod plots;
 mod rng;
 mod scale_eval;
@@ -36,6 +40,7 @@ const TUNING_SEEDS: std::ops::Range<u64> = 100..105;
 
 fn main() -> ExitCode {
     let mut out = PathBuf::from("eval/results");
+    let mut nab_dir: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -43,11 +48,15 @@ fn main() -> ExitCode {
                 Some(p) => out = PathBuf::from(p),
                 None => return usage("--out needs a directory"),
             },
+            "--nab" => match args.next() {
+                Some(p) if !p.is_empty() => nab_dir = Some(PathBuf::from(p)),
+                _ => return usage("--nab needs a directory in NAB layout"),
+            },
             "-h" | "--help" => return usage(""),
             other => return usage(&format!("unknown argument {other:?}")),
         }
     }
-    match run(&out) {
+    match run(&out, nab_dir.as_deref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("selfheal-eval: {e}");
@@ -60,7 +69,7 @@ fn usage(err: &str) -> ExitCode {
     if !err.is_empty() {
         eprintln!("selfheal-eval: {err}");
     }
-    eprintln!("usage: selfheal-eval [--out DIR]   (default eval/results)");
+    eprintln!("usage: selfheal-eval [--out DIR] [--nab DIR]   (out: default eval/results; nab: a folder in NAB layout)");
     if err.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -68,7 +77,7 @@ fn usage(err: &str) -> ExitCode {
     }
 }
 
-fn run(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
+fn run(out: &Path, nab_dir: Option<&Path>) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(out)?;
     let fonts = plots::register_font();
     let started = Instant::now();
@@ -300,6 +309,20 @@ fn run(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
         catch it. \"Recall of alarmed incidents\" counts only incidents the alarm fired for: what the gate itself \
         let through. Alarms during an incident that the gate skipped: {skipped}.\n")?;
 
+    match nab_dir {
+        Some(dir) => {
+            let corpus = nab::load(dir)?;
+            for w in &corpus.warnings {
+                eprintln!("selfheal-eval: warning: {w}");
+            }
+            let shown = dir.to_string_lossy();
+            let r = nab_report::run(&corpus, &shown, out, &gate, true)?;
+            md.push_str(&r.markdown);
+        }
+        None => {
+            writeln!(md, "## Real labelled data\n\nNot run: no `--nab DIR` given (`make eval` passes `../shared/nab` when that folder exists). Only the synthetic evaluation below.\n")?;
+        }
+    }
     writeln!(
         md,
         "\n## Forecast sizing vs severity step vs target tracking\n"

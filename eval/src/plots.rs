@@ -260,3 +260,97 @@ pub fn scaling(
     root.present()?;
     Ok(())
 }
+
+/// One labelled series: the values, the probationary period, the labelled windows, and each
+/// detector's actions in its own lane below the series (crosses: alarms the gate skipped).
+pub fn nab_series(
+    path: &Path,
+    s: &crate::nab::Series,
+    runs: &[(crate::nab_detect::Detector, Vec<crate::nab_detect::Alarm>)],
+) -> PlotResult {
+    let (Some(t0), Some(t1)) = (s.times.first(), s.times.last()) else {
+        return Ok(());
+    };
+    let x = |t: i64| (t - t0) as f64 / 86_400.0;
+    let span = x(*t1).max(1e-6);
+    let lo = s.values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = s.values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let range = (hi - lo).max(1e-9);
+    let lane = range * 0.08;
+    let bottom = lo - lane * (runs.len() as f64 + 0.5);
+    let top = hi + range * 0.05;
+    let root = BitMapBackend::new(path, (1400, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("{}/{}: labelled windows and each detector's actions", s.category, s.name),
+            ("sans-serif", 22),
+        )
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..span, bottom..top)?;
+    chart
+        .configure_mesh()
+        .x_desc("days from the first datapoint")
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    let p = crate::nab_score::probationary_rows(s.len());
+    if let Some(tp) = s.times.get(p) {
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(0.0, bottom), (x(*tp), top)],
+                RGBColor(225, 225, 225).filled(),
+            )))?
+            .label("probationary (not scored)")
+            .legend(|(x, y)| {
+                Rectangle::new([(x, y - 6), (x + 18, y + 6)], RGBColor(225, 225, 225).filled())
+            });
+    }
+    chart
+        .draw_series(s.windows.iter().map(|&(a, b)| {
+            Rectangle::new(
+                [(x(s.times[a]), bottom), (x(s.times[b]), top)],
+                INCIDENT.filled(),
+            )
+        }))?
+        .label("labelled anomaly window")
+        .legend(|(x, y)| Rectangle::new([(x, y - 6), (x + 18, y + 6)], INCIDENT.filled()));
+    chart
+        .draw_series(LineSeries::new(
+            s.times.iter().zip(&s.values).map(|(t, v)| (x(*t), *v)),
+            TRACE.stroke_width(1),
+        ))?
+        .label("metric")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], TRACE.stroke_width(2)));
+    let colors = [
+        RGBColor(200, 30, 30),
+        ACT,
+        BAND,
+        RGBColor(40, 40, 40),
+    ];
+    for (k, ((d, alarms), color)) in runs.iter().zip(colors).enumerate() {
+        let y = lo - lane * (k as f64 + 1.0);
+        chart
+            .draw_series(alarms.iter().filter(|a| a.acted).map(|a| {
+                TriangleMarker::new((x(s.times[a.row]), y), 7, color.filled())
+            }))?
+            .label(format!("{} acts", d.name()))
+            .legend(move |(x, y)| TriangleMarker::new((x + 9, y), 6, color.filled()));
+        chart.draw_series(
+            alarms
+                .iter()
+                .filter(|a| !a.acted)
+                .map(|a| Cross::new((x(s.times[a.row]), y), 6, SKIP.stroke_width(2))),
+        )?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
