@@ -10,12 +10,16 @@ use scale_group::{Deps, Settings, FUNCTION};
 use selfheal_aws::autoscaling::AutoScalingGroups;
 use selfheal_aws::aws_config::SdkConfig;
 use selfheal_aws::aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
+use selfheal_aws::aws_sdk_cloudwatch::types::{
+    ComparisonOperator, Dimension, StateValue, Statistic,
+};
 use selfheal_aws::aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
 use selfheal_aws::cloudwatch::CloudWatchHistory;
+use selfheal_aws::cloudwatch_alarms::CloudWatchAlarms;
 use selfheal_core::ports::groups::{async_trait, GroupFacts, Groups};
-use selfheal_core::{AuditRecord, AwsError, Outcome};
+use selfheal_core::{parse_alarms, AuditRecord, AwsError, Outcome};
 use selfheal_core::{Function, HandlerError, Invocation};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// The group the sample events name.
 const PLACEHOLDER: &str = "selfheal-sample-asg";
@@ -78,6 +82,7 @@ impl World {
         Deps {
             common,
             groups,
+            alarms: Arc::new(CloudWatchAlarms(self.cloudwatch())),
             history: Arc::new(CloudWatchHistory::new(&self.sdk)),
             settings,
         }
@@ -130,6 +135,83 @@ impl World {
             .expect("desired capacity")
     }
 
+    fn cloudwatch(&self) -> selfheal_aws::aws_sdk_cloudwatch::Client {
+        selfheal_aws::aws_sdk_cloudwatch::Client::new(&self.sdk)
+    }
+
+    /// A CPU alarm on `group` in the emulator, put into `state`; its ARN. `actions` are its
+    /// alarm actions (an Auto Scaling policy's ARN makes it a policy's alarm).
+    async fn put_alarm(
+        &self,
+        name: &str,
+        group: &str,
+        comparison: ComparisonOperator,
+        threshold: f64,
+        actions: &[&str],
+        state: StateValue,
+    ) -> String {
+        let cw = self.cloudwatch();
+        let mut req = cw
+            .put_metric_alarm()
+            .alarm_name(name)
+            .namespace("AWS/EC2")
+            .metric_name("CPUUtilization")
+            .statistic(Statistic::Average)
+            .period(60)
+            .evaluation_periods(2)
+            .threshold(threshold)
+            .comparison_operator(comparison)
+            .dimensions(
+                Dimension::builder()
+                    .name("AutoScalingGroupName")
+                    .value(group)
+                    .build(),
+            );
+        for a in actions {
+            req = req.alarm_actions(*a);
+        }
+        req.send().await.expect("put metric alarm");
+        cw.set_alarm_state()
+            .alarm_name(name)
+            .state_value(state)
+            .state_reason("selfheal test")
+            .send()
+            .await
+            .expect("set alarm state");
+        cw.describe_alarms()
+            .alarm_names(name)
+            .send()
+            .await
+            .expect("describe alarm")
+            .metric_alarms()
+            .first()
+            .and_then(|a| a.alarm_arn())
+            .expect("alarm arn")
+            .to_string()
+    }
+
+    /// A sample event about `group`, its alarm renamed to a fresh one that exists in the
+    /// emulator (in ALARM, on the side the sample's reason says), stamped now; and the name.
+    async fn alarm_event(&self, sample: &str, group: &str) -> (Value, String) {
+        let ev = event(sample, group);
+        let a = parse_alarms(&ev).expect("sample parses").remove(0);
+        let comparison = if a.reason.contains("less than") {
+            ComparisonOperator::LessThanThreshold
+        } else {
+            ComparisonOperator::GreaterThanThreshold
+        };
+        let name = unique(&a.name);
+        let threshold = a.evaluation.threshold.unwrap_or(60.0);
+        let arn = self
+            .put_alarm(&name, group, comparison, threshold, &[], StateValue::Alarm)
+            .await;
+        let mut ev = retarget(&ev, &a.name, &name);
+        if let Some(old) = &a.arn {
+            ev = retarget(&ev, old, &arn);
+        }
+        (fresh(&ev), name)
+    }
+
     async fn ledger_actions(&self, group: &str) -> Option<usize> {
         let out = selfheal_aws::aws_sdk_dynamodb::Client::new(&self.sdk)
             .get_item()
@@ -178,6 +260,50 @@ fn event(sample: &str, group: &str) -> Value {
     retarget(&sample_event(sample), PLACEHOLDER, group)
 }
 
+/// The sample's state-change times replaced with now (samples are dated; events older than
+/// the maximum age are not acted on).
+fn fresh(ev: &Value) -> Value {
+    stamped(ev, chrono::Utc::now())
+}
+
+fn stamped(ev: &Value, at: chrono::DateTime<chrono::Utc>) -> Value {
+    let at = at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string();
+    let ev = retarget(ev, "2026-11-21T06:05:12Z", &at);
+    retarget(&ev, "2026-11-21T06:05:12.345+0000", &at)
+}
+
+/// An EventBridge CPU alarm event, stamped now: `name` over `groups` (one metric each; with
+/// more than one, a metric-math `MAX` over them), `points` vs `threshold` on the given side.
+fn cpu_event(name: &str, groups: &[&str], points: &[f64], threshold: f64, below: bool) -> Value {
+    let side = if below { "less than" } else { "greater than" };
+    let rd = json!({"threshold": threshold, "recentDatapoints": points}).to_string();
+    let metric = |id: String, g: &str, returned: bool| {
+        json!({"id": id, "returnData": returned, "metricStat": {"period": 60, "stat": "Average",
+            "metric": {"namespace": "AWS/EC2", "name": "CPUUtilization",
+                       "dimensions": {"AutoScalingGroupName": g}}}})
+    };
+    let mut metrics: Vec<Value> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| metric(format!("m{}", i + 1), g, groups.len() == 1))
+        .collect();
+    if groups.len() > 1 {
+        let ids: Vec<String> = (1..=groups.len()).map(|i| format!("m{i}")).collect();
+        metrics.insert(
+            0,
+            json!({"id": "e1", "expression": format!("MAX([{}])", ids.join(",")), "returnData": true}),
+        );
+    }
+    let now = chrono::Utc::now().to_rfc3339();
+    json!({"detail-type": "CloudWatch Alarm State Change", "source": "aws.cloudwatch",
+        "time": now, "region": "us-east-1", "account": "123456789012",
+        "detail": {"alarmName": name,
+            "state": {"value": "ALARM", "timestamp": now, "reasonData": rd,
+                      "reason": format!("Threshold Crossed: 2 out of the last 2 datapoints were {side} the threshold ({threshold:.1})")},
+            "previousState": {"value": "OK"},
+            "configuration": {"metrics": metrics}}})
+}
+
 async fn run(deps: &Deps, event: Value) -> Result<Vec<AuditRecord>, HandlerError> {
     deps.handle(event, Invocation::local(std::time::Duration::from_secs(60)))
         .await
@@ -200,7 +326,8 @@ async fn every_alarm_shape_scales_out_a_managed_group() {
         "scale-group-lambda-action.json",
     ] {
         let g = w.group(1, 10, 2, true).await;
-        let rec = run_one(&deps, event(sample, &g)).await;
+        let (ev, _) = w.alarm_event(sample, &g).await;
+        let rec = run_one(&deps, ev).await;
         assert_eq!(rec.decision, Outcome::Acted, "{sample}: {rec:?}");
         assert_eq!(rec.target, g);
         // A small breach (72 vs 60): ceil(2 × 1.2) = 3, one more instance.
@@ -255,19 +382,37 @@ async fn the_step_grows_with_the_breach_up_to_the_max_step() {
     let deps = w.deps(&[]);
     // 150 vs 60: severity 2.5; ceil(2 × 2.5) = 5, three more.
     let g = w.group(1, 20, 2, true).await;
-    let rec = run_one(&deps, event("scale-group-eventbridge-severe.json", &g)).await;
+    let rec = run_one(
+        &deps,
+        w.alarm_event("scale-group-eventbridge-severe.json", &g)
+            .await
+            .0,
+    )
+    .await;
     assert_eq!(rec.decision, Outcome::Acted, "{rec:?}");
     assert_eq!(w.desired(&g).await, 5);
     assert_eq!(rec.details["step"]["size"], 3);
     // From 4: ceil(4 × 2.5) = 10 would be six more; the max step (4) bounds it to 8.
     let g = w.group(1, 20, 4, true).await;
-    let rec = run_one(&deps, event("scale-group-eventbridge-severe.json", &g)).await;
+    let rec = run_one(
+        &deps,
+        w.alarm_event("scale-group-eventbridge-severe.json", &g)
+            .await
+            .0,
+    )
+    .await;
     assert_eq!(w.desired(&g).await, 8, "{rec:?}");
     assert_eq!(rec.details["step"]["proposed"], 10);
     // A configured max step of 2 bounds it further.
     let deps = w.deps(&[("SELFHEAL_SCALE_MAX_STEP", "2")]);
     let g = w.group(1, 20, 4, true).await;
-    run_one(&deps, event("scale-group-eventbridge-severe.json", &g)).await;
+    run_one(
+        &deps,
+        w.alarm_event("scale-group-eventbridge-severe.json", &g)
+            .await
+            .0,
+    )
+    .await;
     assert_eq!(w.desired(&g).await, 6);
     assert_eq!(capacities_set(&g), ["6"]);
 }
@@ -279,13 +424,19 @@ async fn clamps_at_max_then_escalates_capacity_exhausted() {
     let g = w.group(1, 4, 3, true).await;
     // Would be 3 → 8; the group's MaxSize is 4. Clamped in our code: the emulator would
     // accept 8 (AWS refuses a desired capacity above MaxSize).
-    let rec = run_one(&deps, event("scale-group-eventbridge-severe.json", &g)).await;
+    let rec = run_one(
+        &deps,
+        w.alarm_event("scale-group-eventbridge-severe.json", &g)
+            .await
+            .0,
+    )
+    .await;
     assert_eq!(rec.decision, Outcome::Acted, "{rec:?}");
     assert_eq!(rec.details["clamped_at"], "MaxSize");
     assert_eq!(w.desired(&g).await, 4);
     assert_eq!(capacities_set(&g), ["4"], "never asks above MaxSize");
 
-    let rec = run_one(&deps, event("scale-group-sns.json", &g)).await;
+    let rec = run_one(&deps, w.alarm_event("scale-group-sns.json", &g).await.0).await;
     assert_eq!(
         (rec.decision, rec.code.as_str()),
         (Outcome::Skipped, "at-bound"),
@@ -315,24 +466,37 @@ async fn clamps_at_max_then_escalates_capacity_exhausted() {
 #[tokio::test]
 async fn scale_in_alarm_shrinks_the_group_and_stops_at_min() {
     let w = World::new().await;
+    // 9 vs 20 below: severity 2.22; ceil(6 / 2.22) = 3, three fewer. A rule saying `in`
+    // agrees with the alarm's comparison (LessThanThreshold).
+    let g = w.group(1, 10, 6, true).await;
+    let (ev, name) = w.alarm_event("scale-group-scale-in.json", &g).await;
+    let rule = format!("{name}=in");
     let deps = w.deps(&[
-        ("SELFHEAL_SCALE_RULES", "web-asg-cpu-low=in"),
+        ("SELFHEAL_SCALE_RULES", rule.as_str()),
         ("SELFHEAL_COOLDOWN_SECONDS", "0"),
     ]);
-    // 9 vs 20 below: severity 2.22; ceil(6 / 2.22) = 3, three fewer.
-    let g = w.group(1, 10, 6, true).await;
-    let rec = run_one(&deps, event("scale-group-scale-in.json", &g)).await;
+    let rec = run_one(&deps, ev).await;
     assert_eq!(rec.decision, Outcome::Acted, "{rec:?}");
     assert_eq!(rec.details["plan"]["direction"], "in");
     assert_eq!(w.desired(&g).await, 3);
+    // Without a rule, the comparison alone says `in`.
+    let deps = w.deps(&[("SELFHEAL_COOLDOWN_SECONDS", "0")]);
 
     // From 4 with MinSize 3: 4 → 2 is cut at MinSize 3.
     let g = w.group(3, 10, 4, true).await;
-    let rec = run_one(&deps, event("scale-group-scale-in.json", &g)).await;
+    let rec = run_one(
+        &deps,
+        w.alarm_event("scale-group-scale-in.json", &g).await.0,
+    )
+    .await;
     assert_eq!(rec.details["clamped_at"], "MinSize", "{rec:?}");
     assert_eq!(w.desired(&g).await, 3);
     // At MinSize: nothing to remove, and nothing to escalate.
-    let rec = run_one(&deps, event("scale-group-scale-in.json", &g)).await;
+    let rec = run_one(
+        &deps,
+        w.alarm_event("scale-group-scale-in.json", &g).await.0,
+    )
+    .await;
     assert_eq!(
         (rec.decision, rec.code.as_str()),
         (Outcome::Skipped, "at-bound")
@@ -349,9 +513,9 @@ async fn scale_in_direction_from_an_alarm_tag() {
     let w = World::new().await;
     let deps = w.deps(&[]);
     let g = w.group(1, 10, 6, true).await;
-    let mut ev = event("scale-group-eventbridge.json", &g);
-    ev["detail"]["tags"] = serde_json::json!({"selfheal:scale": "in:1"});
-    // A scale-out sample turned into a scale-in by the tag, with its own max step of 1.
+    let (mut ev, _) = w.alarm_event("scale-group-scale-in.json", &g).await;
+    ev["detail"]["alarmTags"] = serde_json::json!({"selfheal:scale": "in:1"});
+    // The tag agrees with the low-side alarm and brings its own max step of 1.
     let rec = run_one(&deps, ev).await;
     assert_eq!(rec.decision, Outcome::Acted, "{rec:?}");
     assert_eq!(rec.details["plan"]["direction_from"], "alarm-tag");
@@ -363,9 +527,17 @@ async fn second_alarm_within_the_cooldown_is_refused() {
     let w = World::new().await;
     let deps = w.deps(&[]);
     let g = w.group(1, 10, 2, true).await;
-    let first = run_one(&deps, event("scale-group-eventbridge.json", &g)).await;
+    let first = run_one(
+        &deps,
+        w.alarm_event("scale-group-eventbridge.json", &g).await.0,
+    )
+    .await;
     assert_eq!(first.decision, Outcome::Acted);
-    let again = run_one(&deps, event("scale-group-lambda-action.json", &g)).await;
+    let again = run_one(
+        &deps,
+        w.alarm_event("scale-group-lambda-action.json", &g).await.0,
+    )
+    .await;
     assert_eq!(
         (again.decision, again.code.as_str()),
         (Outcome::Skipped, "cooldown"),
@@ -386,7 +558,11 @@ async fn group_without_the_opt_in_tag_is_left_alone() {
     let w = World::new().await;
     let deps = w.deps(&[]);
     let g = w.group(1, 10, 2, false).await;
-    let rec = run_one(&deps, event("scale-group-eventbridge.json", &g)).await;
+    let rec = run_one(
+        &deps,
+        w.alarm_event("scale-group-eventbridge.json", &g).await.0,
+    )
+    .await;
     assert_eq!(
         (rec.decision, rec.code.as_str()),
         (Outcome::Skipped, "not-opted-in"),
@@ -394,7 +570,11 @@ async fn group_without_the_opt_in_tag_is_left_alone() {
     );
     // An unmanaged group at MaxSize does not page anyone either.
     let full = w.group(1, 2, 2, false).await;
-    let rec = run_one(&deps, event("scale-group-eventbridge.json", &full)).await;
+    let rec = run_one(
+        &deps,
+        w.alarm_event("scale-group-eventbridge.json", &full).await.0,
+    )
+    .await;
     assert_eq!(rec.code, "not-opted-in", "{rec:?}");
     for name in [&g, &full] {
         assert_eq!(w.desired(name).await, 2);
@@ -407,7 +587,11 @@ async fn group_without_the_opt_in_tag_is_left_alone() {
 #[tokio::test]
 async fn alarm_naming_no_group_is_skipped_unless_mapped() {
     let w = World::new().await;
-    let rec = run_one(&w.deps(&[]), sample_event("scale-group-no-group.json")).await;
+    let rec = run_one(
+        &w.deps(&[]),
+        fresh(&sample_event("scale-group-no-group.json")),
+    )
+    .await;
     assert_eq!(
         (rec.decision, rec.code.as_str(), rec.target.as_str()),
         (Outcome::Skipped, "no-target", "checkout-latency-high"),
@@ -415,16 +599,19 @@ async fn alarm_naming_no_group_is_skipped_unless_mapped() {
     );
     // The same alarm, mapped to a group in the settings: 2.0 vs 1.0 doubles 2 → 4.
     let g = w.group(1, 10, 2, true).await;
-    let mapping = format!("checkout-latency-high={g}");
+    let (ev, name) = w.alarm_event("scale-group-no-group.json", &g).await;
+    let mapping = format!("{name}={g}");
     let deps = w.deps(&[("SELFHEAL_SCALE_GROUPS", mapping.as_str())]);
-    let rec = run_one(&deps, sample_event("scale-group-no-group.json")).await;
+    let rec = run_one(&deps, ev).await;
     assert_eq!(rec.decision, Outcome::Acted, "{rec:?}");
     assert_eq!(rec.details["plan"]["group_from"], "setting");
     assert_eq!(w.desired(&g).await, 4);
 
     let missing = run_one(
         &w.deps(&[]),
-        event("scale-group-eventbridge.json", "no-such-group"),
+        w.alarm_event("scale-group-eventbridge.json", "no-such-group")
+            .await
+            .0,
     )
     .await;
     assert_eq!(missing.code, "target-not-found", "{missing:?}");
@@ -450,7 +637,9 @@ async fn recovery_to_ok_does_not_scale() {
 async fn dry_run_and_kill_switch_change_nothing() {
     let w = World::new().await;
     let g = w.group(1, 10, 2, true).await;
-    let ev = event("scale-group-eventbridge-severe.json", &g);
+    let (ev, _) = w
+        .alarm_event("scale-group-eventbridge-severe.json", &g)
+        .await;
     let dry = run_one(&w.deps(&[("SELFHEAL_DRY_RUN", "true")]), ev.clone()).await;
     assert_eq!(dry.decision, Outcome::DryRun, "{dry:?}");
     assert!(dry.reason.contains("2 → 5"), "{}", dry.reason);
@@ -490,7 +679,11 @@ async fn no_change_while_a_scaling_activity_is_in_progress() {
     let w = World::new().await;
     let deps = w.deps_with(&[], Arc::new(BusyGroups(AutoScalingGroups(w.asg()))));
     let g = w.group(1, 10, 2, true).await;
-    let rec = run_one(&deps, event("scale-group-eventbridge.json", &g)).await;
+    let rec = run_one(
+        &deps,
+        w.alarm_event("scale-group-eventbridge.json", &g).await.0,
+    )
+    .await;
     assert_eq!(
         (rec.decision, rec.code.as_str()),
         (Outcome::Skipped, "change-in-progress"),
@@ -506,7 +699,9 @@ async fn concurrent_alarms_for_one_group_resize_it_once() {
     let w = World::new().await;
     let deps = Arc::new(w.deps(&[]));
     let g = w.group(1, 20, 2, true).await;
-    let ev = event("scale-group-eventbridge-severe.json", &g);
+    let (ev, _) = w
+        .alarm_event("scale-group-eventbridge-severe.json", &g)
+        .await;
     let tasks: Vec<_> = (0..6)
         .map(|_| {
             let (deps, ev) = (deps.clone(), ev.clone());
@@ -537,4 +732,310 @@ async fn malformed_event_is_rejected_and_reported() {
     let notices = w.inbox.drain().await;
     assert_eq!(notices.len(), 1);
     assert_eq!(notices[0].1["code"], "malformed-event");
+}
+
+// Issue 13: act on the right group, in the direction the alarm means, while it is still true.
+
+/// The SetDesiredCapacity requests the emulator received for `group`, as numbers.
+fn set_to(group: &str) -> Vec<u32> {
+    capacities_set(group)
+        .iter()
+        .filter_map(|c| c.parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn target_tracking_low_alarm_never_scales_out() {
+    let w = World::new().await;
+    let deps = w.deps(&[]);
+    let g = w.group(1, 10, 4, true).await;
+    // What target tracking creates: CPU below 40 scales in through its policy. Our function
+    // also receives it (an EventBridge rule on every alarm); on main it took 4 to 8.
+    let name = unique("TargetTracking-web-AlarmLow");
+    let policy = format!(
+        "arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:0b5e:autoScalingGroupName/{g}:policyName/cpu40"
+    );
+    w.put_alarm(
+        &name,
+        &g,
+        ComparisonOperator::LessThanThreshold,
+        40.0,
+        &[&policy],
+        StateValue::Alarm,
+    )
+    .await;
+    let rec = run_one(&deps, cpu_event(&name, &[&g], &[10.0, 10.0], 40.0, true)).await;
+    assert_eq!(w.desired(&g).await, 4, "{rec:?}");
+    assert!(set_to(&g).is_empty(), "{rec:?}");
+    assert_eq!(
+        (rec.decision, rec.code.as_str()),
+        (Outcome::Skipped, "owned-elsewhere"),
+        "{rec:?}"
+    );
+    assert!(rec.reason.contains("target tracking"), "{}", rec.reason);
+    assert!(w.ledger_actions(&g).await.is_none());
+}
+
+#[tokio::test]
+async fn alarm_of_a_step_scaling_policy_is_left_to_the_policy() {
+    let w = World::new().await;
+    let deps = w.deps(&[]);
+    let g = w.group(1, 10, 4, true).await;
+    let name = unique("web-cpu-high-step");
+    let policy = format!(
+        "arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:9a1c:autoScalingGroupName/{g}:policyName/step-out"
+    );
+    w.put_alarm(
+        &name,
+        &g,
+        ComparisonOperator::GreaterThanThreshold,
+        60.0,
+        &[&policy],
+        StateValue::Alarm,
+    )
+    .await;
+    let rec = run_one(&deps, cpu_event(&name, &[&g], &[90.0, 95.0], 60.0, false)).await;
+    assert_eq!(w.desired(&g).await, 4, "{rec:?}");
+    assert!(set_to(&g).is_empty(), "{rec:?}");
+    assert_eq!(rec.code, "owned-elsewhere", "{rec:?}");
+    assert!(rec.reason.contains("step-out"), "{}", rec.reason);
+}
+
+#[tokio::test]
+async fn low_side_alarm_without_a_rule_never_scales_out() {
+    let w = World::new().await;
+    let deps = w.deps(&[]);
+    let g = w.group(1, 10, 4, true).await;
+    let name = unique("web-cpu-idle");
+    w.put_alarm(
+        &name,
+        &g,
+        ComparisonOperator::LessThanThreshold,
+        40.0,
+        &[],
+        StateValue::Alarm,
+    )
+    .await;
+    let rec = run_one(&deps, cpu_event(&name, &[&g], &[10.0, 10.0], 40.0, true)).await;
+    // Below its threshold means "too much capacity": the only move is in, never out.
+    assert!(w.desired(&g).await < 4, "{rec:?}");
+    assert!(set_to(&g).iter().all(|&c| c < 4), "{:?}", set_to(&g));
+    assert_eq!(rec.details["plan"]["direction"], "in", "{rec:?}");
+    assert_eq!(rec.details["plan"]["direction_from"], "comparison");
+}
+
+#[tokio::test]
+async fn configured_out_on_a_low_side_alarm_is_a_contradiction() {
+    let w = World::new().await;
+    let g = w.group(1, 10, 4, true).await;
+    let name = unique("web-cpu-idle");
+    w.put_alarm(
+        &name,
+        &g,
+        ComparisonOperator::LessThanThreshold,
+        40.0,
+        &[],
+        StateValue::Alarm,
+    )
+    .await;
+    let rule = format!("{name}=out");
+    for (deps, ev) in [
+        (
+            w.deps(&[("SELFHEAL_SCALE_RULES", rule.as_str())]),
+            cpu_event(&name, &[&g], &[10.0, 10.0], 40.0, true),
+        ),
+        (w.deps(&[]), {
+            let mut ev = cpu_event(&name, &[&g], &[10.0, 10.0], 40.0, true);
+            ev["detail"]["tags"] = json!({"selfheal:scale": "out:2"});
+            ev
+        }),
+    ] {
+        let rec = run_one(&deps, ev).await;
+        assert_eq!(
+            (rec.decision, rec.code.as_str()),
+            (Outcome::Skipped, "contradiction"),
+            "{rec:?}"
+        );
+        assert!(rec.reason.contains("LessThanThreshold"), "{}", rec.reason);
+    }
+    assert_eq!(w.desired(&g).await, 4);
+    assert!(set_to(&g).is_empty());
+}
+
+#[tokio::test]
+async fn metric_math_alarm_over_two_groups_scales_neither() {
+    let w = World::new().await;
+    let deps = w.deps(&[]);
+    let a = w.group(1, 10, 2, true).await;
+    let b = w.group(1, 10, 2, true).await;
+    let name = unique("web-cpu-max-of-two");
+    w.put_alarm(
+        &name,
+        &a,
+        ComparisonOperator::GreaterThanThreshold,
+        60.0,
+        &[],
+        StateValue::Alarm,
+    )
+    .await;
+    let rec = run_one(
+        &deps,
+        cpu_event(&name, &[&a, &b], &[90.0, 95.0], 60.0, false),
+    )
+    .await;
+    assert_eq!(
+        (rec.decision, rec.code.as_str()),
+        (Outcome::Skipped, "several-targets"),
+        "{rec:?}"
+    );
+    assert!(
+        rec.reason.contains(a.as_str()) && rec.reason.contains(b.as_str()),
+        "{}",
+        rec.reason
+    );
+    for g in [&a, &b] {
+        assert_eq!(w.desired(g).await, 2, "{g}");
+        assert!(set_to(g).is_empty(), "{g}");
+    }
+}
+
+#[tokio::test]
+async fn stale_event_is_not_acted_on() {
+    let w = World::new().await;
+    let deps = w.deps(&[]);
+    let g = w.group(1, 10, 2, true).await;
+    let (ev, _) = w.alarm_event("scale-group-eventbridge.json", &g).await;
+    // The same event, delivered two hours late (a retry, a replay from a DLQ).
+    let old = stamped(
+        &event("scale-group-eventbridge.json", &g),
+        chrono::Utc::now() - chrono::Duration::hours(2),
+    );
+    let old = retarget(
+        &old,
+        "web-asg-cpu-high",
+        ev["detail"]["alarmName"].as_str().unwrap(),
+    );
+    let rec = run_one(&deps, old).await;
+    assert_eq!(
+        (rec.decision, rec.code.as_str()),
+        (Outcome::Skipped, "stale-event"),
+        "{rec:?}"
+    );
+    assert_eq!(w.desired(&g).await, 2);
+    assert!(set_to(&g).is_empty());
+    // A wider limit lets it through.
+    let deps = w.deps(&[("SELFHEAL_MAX_EVENT_AGE_SECONDS", "10800")]);
+    let old = retarget(
+        &stamped(
+            &event("scale-group-eventbridge.json", &g),
+            chrono::Utc::now() - chrono::Duration::hours(2),
+        ),
+        "web-asg-cpu-high",
+        ev["detail"]["alarmName"].as_str().unwrap(),
+    );
+    let rec = run_one(&deps, old).await;
+    assert_eq!(rec.decision, Outcome::Acted, "{rec:?}");
+    assert_eq!(w.desired(&g).await, 3);
+}
+
+#[tokio::test]
+async fn alarm_that_has_cleared_is_not_acted_on() {
+    let w = World::new().await;
+    let deps = w.deps(&[]);
+    let g = w.group(1, 10, 2, true).await;
+    let (ev, name) = w.alarm_event("scale-group-eventbridge.json", &g).await;
+    // By the time the event arrives, the alarm is OK again.
+    w.cloudwatch()
+        .set_alarm_state()
+        .alarm_name(&name)
+        .state_value(StateValue::Ok)
+        .state_reason("recovered")
+        .send()
+        .await
+        .expect("set alarm state");
+    let rec = run_one(&deps, ev.clone()).await;
+    assert_eq!(
+        (rec.decision, rec.code.as_str()),
+        (Outcome::Skipped, "alarm-cleared"),
+        "{rec:?}"
+    );
+    assert_eq!(w.desired(&g).await, 2);
+    assert!(set_to(&g).is_empty());
+    // An alarm that no longer exists is not acted on either.
+    let rec = run_one(&deps, retarget(&ev, &name, &unique("deleted-alarm"))).await;
+    assert_eq!(rec.code, "alarm-cleared", "{rec:?}");
+    assert!(set_to(&g).is_empty());
+}
+
+/// The real group, moved by "someone else" (a person, a scheduled action) right after the
+/// function's first read: what the function planned from is no longer true when it acts.
+struct MovedAfterFirstRead {
+    inner: AutoScalingGroups,
+    asg: selfheal_aws::aws_sdk_autoscaling::Client,
+    to: i32,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Groups for MovedAfterFirstRead {
+    async fn facts(&self, name: &str) -> Result<Option<GroupFacts>, AwsError> {
+        let facts = self.inner.facts(name).await;
+        if self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            self.asg
+                .set_desired_capacity()
+                .auto_scaling_group_name(name)
+                .desired_capacity(self.to)
+                .send()
+                .await
+                .expect("someone else's change");
+        }
+        facts
+    }
+    async fn set_desired(&self, name: &str, desired: u32) -> Result<(), AwsError> {
+        self.inner.set_desired(name, desired).await
+    }
+}
+
+impl World {
+    fn moved_after_first_read(&self, to: i32) -> Arc<dyn Groups> {
+        Arc::new(MovedAfterFirstRead {
+            inner: AutoScalingGroups(self.asg()),
+            asg: self.asg(),
+            to,
+            reads: Default::default(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn scale_out_never_shrinks_a_group_someone_grew_meanwhile() {
+    let w = World::new().await;
+    // Planned 4 → 8 (150 vs 60, max step 4); someone takes the group to 9 meanwhile.
+    let deps = w.deps_with(&[], w.moved_after_first_read(9));
+    let g = w.group(1, 20, 4, true).await;
+    let (ev, _) = w
+        .alarm_event("scale-group-eventbridge-severe.json", &g)
+        .await;
+    let rec = run_one(&deps, ev).await;
+    assert_eq!(w.desired(&g).await, 9, "{rec:?}");
+    assert_eq!(set_to(&g), [9], "only the other change: {rec:?}");
+    assert_eq!(rec.decision, Outcome::Skipped, "{rec:?}");
+    assert_eq!(rec.details["desired_now"], 9, "{rec:?}");
+}
+
+#[tokio::test]
+async fn scale_in_never_grows_a_group_someone_shrank_meanwhile() {
+    let w = World::new().await;
+    // Planned 6 → 3 (9 vs 20 below); someone takes the group to 2 meanwhile.
+    let g = w.group(1, 10, 6, true).await;
+    let (ev, name) = w.alarm_event("scale-group-scale-in.json", &g).await;
+    let rule = format!("{name}=in");
+    let deps = w.deps_with(
+        &[("SELFHEAL_SCALE_RULES", rule.as_str())],
+        w.moved_after_first_read(2),
+    );
+    let rec = run_one(&deps, ev).await;
+    assert_eq!(w.desired(&g).await, 2, "{rec:?}");
+    assert_eq!(set_to(&g), [2], "only the other change: {rec:?}");
+    assert_eq!(rec.decision, Outcome::Skipped, "{rec:?}");
 }

@@ -133,6 +133,54 @@ fn wanted(direction: Direction, group: &GroupFacts, step: &Step) -> Result<u32, 
     }
 }
 
+/// Right before the change, the group as it is now (`now`, re-read inside the guarded act)
+/// must still be the one the resize was planned from. If its desired capacity moved since the
+/// first read, someone else (a person, a scheduled action, a policy) is changing it: setting
+/// our absolute value now could undo their change — shrink a group on a scale-out, grow it on
+/// a scale-in — so nothing is done. The same holds when it became busy, lost its opt-in tag,
+/// or its bounds no longer admit the planned value.
+pub fn recheck(action: &Resize, now: &GroupFacts, managed: bool) -> Result<(), SkipReason> {
+    let (name, to) = (&action.group, action.to);
+    if !managed {
+        return Err(SkipReason::new(
+            SkipCode::NotOptedIn,
+            format!("group {name} lost the opt-in tag since it was read; not resizing it"),
+        ));
+    }
+    if now.desired != action.from {
+        let undo = match (action.direction, now.desired.cmp(&to)) {
+            (Direction::Out, std::cmp::Ordering::Greater) => {
+                format!("; setting {to} would shrink it on a scale-out")
+            }
+            (Direction::In, std::cmp::Ordering::Less) => {
+                format!("; setting {to} would grow it on a scale-in")
+            }
+            _ => String::new(),
+        };
+        return Err(SkipReason::new(
+            SkipCode::ChangeInProgress,
+            format!(
+                "group {name} moved from desired {} to {} since it was read (someone else is \
+                 resizing it){undo}; not setting {to} over their change",
+                action.from, now.desired
+            ),
+        ));
+    }
+    if let Some(reason) = ineligible(now, managed) {
+        return Err(reason);
+    }
+    if !(now.min_size..=now.max_size).contains(&to) {
+        return Err(SkipReason::new(
+            SkipCode::TargetNotEligible,
+            format!(
+                "group {name} now has bounds [{}, {}], which exclude the planned {to}",
+                now.min_size, now.max_size
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A refusal an operator must hear about: a scale-out alarm on a group already at MaxSize.
 pub fn capacity_exhausted(plan: &Plan, reason: &SkipReason) -> bool {
     plan.direction == Direction::Out && reason.code == SkipCode::AtBound
@@ -141,11 +189,12 @@ pub fn capacity_exhausted(plan: &Plan, reason: &SkipReason) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::plan;
     use crate::settings::{Settings, SizingMode};
     use crate::severity::{breach, severity_step, Side};
     use crate::sizing::{choose_step, ForecastInput};
-    use crate::test_support::{alarm_of, breach_of, code, group, plan_of, sizing_of, step_of};
+    use crate::test_support::{
+        alarm_of, breach_of, code, group, plan_of, plan_with, sizing_of, step_of,
+    };
 
     #[test]
     fn decide_table() {
@@ -230,7 +279,7 @@ mod tests {
     #[test]
     fn act_reason_carries_the_arithmetic() {
         let a = alarm_of("scale-group-eventbridge-severe.json");
-        let p = plan(&a, &Settings::default()).unwrap();
+        let p = plan_with(&a, &Settings::default(), Some("GreaterThanThreshold")).unwrap();
         let g = group(1, 10, 2);
         let step = severity_step(breach(&a).as_ref(), g.desired, p.direction, p.max_step);
         match decide(&p, &g, true, &step) {
@@ -243,6 +292,50 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn recheck_refuses_a_group_that_moved_since_the_read() {
+        let resize = |direction, from, to| Resize {
+            group: "g".into(),
+            direction,
+            from,
+            to,
+            clamped_at: None,
+        };
+        let out = resize(Direction::Out, 4, 8);
+        let inn = resize(Direction::In, 6, 3);
+        assert_eq!(recheck(&out, &group(1, 20, 4), true), Ok(()));
+        assert_eq!(recheck(&inn, &group(1, 20, 6), true), Ok(()));
+        // (action, desired now) → the refusal and a phrase of its reason
+        let moved = [
+            (&out, 9, "would shrink it on a scale-out"),
+            (&out, 8, "not setting 8"),
+            (&out, 5, "moved from desired 4 to 5"),
+            (&out, 2, "moved from desired 4 to 2"),
+            (&inn, 2, "would grow it on a scale-in"),
+            (&inn, 4, "moved from desired 6 to 4"),
+            (&inn, 7, "moved from desired 6 to 7"),
+        ];
+        for (action, now, phrase) in moved {
+            let r = recheck(action, &group(1, 20, now), true).unwrap_err();
+            assert_eq!(r.code, SkipCode::ChangeInProgress, "{r}");
+            assert!(r.detail.contains(phrase), "{r}");
+        }
+        let mut busy = group(1, 20, 4);
+        busy.activities_in_progress = vec!["a-2 (InProgress): x".into()];
+        assert_eq!(
+            recheck(&out, &busy, true).unwrap_err().code,
+            SkipCode::ChangeInProgress
+        );
+        assert_eq!(
+            recheck(&out, &group(1, 20, 4), false).unwrap_err().code,
+            SkipCode::NotOptedIn
+        );
+        assert_eq!(
+            recheck(&out, &group(1, 6, 4), true).unwrap_err().code,
+            SkipCode::TargetNotEligible
+        );
     }
 
     proptest::proptest! {

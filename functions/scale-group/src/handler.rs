@@ -1,6 +1,13 @@
-//! The flow over the ports: [`plan`] → the group's facts ([`Groups`]) → size the step (for a
-//! change that can happen, the load history through [`MetricHistory`] and its forecast) →
-//! [`decide`] → [`Common::act_guarded`] (`SetDesiredCapacity`, then a read-back) → audit.
+//! The flow over the ports: [`request`] (from the event alone) → the group's facts
+//! ([`Groups`]) and the alarm as it is now ([`Alarms`]), read together → [`plan`] → size the
+//! step (for a change that can happen, the load history through [`MetricHistory`] and its
+//! forecast) → [`decide`] → [`Common::act_guarded`] (re-read the group and the alarm together,
+//! [`recheck`], `SetDesiredCapacity`, then a read-back) → audit.
+//!
+//! AWS calls for one alarm that resizes (in the order they go out; `‖` = concurrently):
+//! `DescribeAutoScalingGroups → DescribeScalingActivities ‖ DescribeAlarms`, `GetMetricData`
+//! (forecast sizing), the ledger, `DescribeAutoScalingGroups → DescribeScalingActivities ‖
+//! DescribeAlarms`, `SetDesiredCapacity`, then the read-back.
 
 use std::sync::Arc;
 
@@ -9,6 +16,7 @@ use serde_json::Value;
 
 use selfheal_core::anomaly::Point;
 use selfheal_core::forecast::forecast_capacity;
+use selfheal_core::ports::alarms::{check_still_alarming, Alarms};
 use selfheal_core::ports::groups::{GroupFacts, Groups};
 use selfheal_core::ports::metrics::{MetricHistory, MetricQuery, Window};
 use selfheal_core::{
@@ -16,9 +24,9 @@ use selfheal_core::{
     Invocation, Response, SkipCode, SkipReason, Target,
 };
 
-use crate::decide::{capacity_exhausted, decide, Resize};
+use crate::decide::{capacity_exhausted, decide, recheck, Resize};
 use crate::load::{forecast_settings, history_window, load_query};
-use crate::plan::{plan, Plan};
+use crate::plan::{plan, request, Plan};
 use crate::settings::{Settings, SizingMode};
 use crate::severity::{breach, severity_step, Step};
 use crate::sizing::{choose_step, ForecastInput, SizingReport};
@@ -26,6 +34,8 @@ use crate::sizing::{choose_step, ForecastInput, SizingReport};
 pub struct Deps {
     pub common: Common,
     pub groups: Arc<dyn Groups>,
+    /// The alarm as CloudWatch has it now: still in ALARM? whose? which side?
+    pub alarms: Arc<dyn Alarms>,
     /// The group's load history, for forecast sizing.
     pub history: Arc<dyn MetricHistory>,
     pub settings: Settings,
@@ -52,18 +62,42 @@ impl Deps {
     ) -> Result<AuditRecord, HandlerError> {
         let c = &self.common;
         let details = alarm.audit_details();
-        let plan = match plan(alarm, &self.settings) {
-            Ok(p) => p,
+        let request = match request(alarm, &self.settings, Utc::now()) {
+            Ok(r) => r,
             Err(reason) => {
                 let audit = c.audit_for(inv, alarm.shape.as_str(), &alarm.name);
                 return Ok(c.record(audit.details(details).skipped(&reason)).await);
             }
         };
         let audit = c
-            .audit_for(inv, alarm.shape.as_str(), &plan.group)
-            .details(details)
-            .detail("plan", &plan);
-        let facts = match self.groups.facts(&plan.group).await {
+            .audit_for(inv, alarm.shape.as_str(), &request.group)
+            .details(details);
+        // Independent reads, so they go out together: the slower one sets the pace.
+        let (facts, current) = tokio::join!(
+            self.groups.facts(&request.group),
+            self.alarms.current(&alarm.name)
+        );
+        let current = match current {
+            Ok(c) => c,
+            Err(e) => {
+                return c
+                    .fail(audit, "describe-alarm-failed", e.to_string(), e.retryable)
+                    .await
+            }
+        };
+        let audit = audit.detail(
+            "alarm_now",
+            current.as_ref().map(|f| {
+                serde_json::json!({"state": f.state.as_str(), "comparison": f.comparison,
+                                   "actions": f.alarm_actions})
+            }),
+        );
+        let plan = match plan(request, alarm, current.as_ref(), &self.settings) {
+            Ok(p) => p,
+            Err(reason) => return Ok(c.record(audit.skipped(&reason)).await),
+        };
+        let audit = audit.detail("plan", &plan);
+        let facts = match facts {
             Ok(Some(f)) => f,
             Ok(None) => {
                 let reason = SkipReason::new(
@@ -97,7 +131,10 @@ impl Deps {
                 };
                 Ok(c.record(audit.skipped(&reason)).await)
             }
-            Decision::Act { action, reason } => self.resize(audit, &facts, action, reason).await,
+            Decision::Act { action, reason } => {
+                self.resize(audit, &alarm.name, &facts, action, reason)
+                    .await
+            }
         }
     }
 
@@ -194,10 +231,12 @@ impl Deps {
         }
     }
 
-    /// Through the guardrails: set the desired capacity, then read it back for the record.
+    /// Through the guardrails: re-read the group and the alarm (together), set the desired
+    /// capacity only if both are still as planned, then read it back for the record.
     async fn resize(
         &self,
         audit: AuditBuilder,
+        alarm: &str,
         facts: &GroupFacts,
         action: Resize,
         reason: String,
@@ -216,6 +255,10 @@ impl Deps {
         let acted = self
             .common
             .act_guarded(audit, guarded, |audit| async {
+                let audit = match self.still_as_planned(audit, alarm, &action).await {
+                    Ok(audit) => audit,
+                    Err(record) => return record,
+                };
                 if let Err(e) = self.groups.set_desired(&action.group, action.to).await {
                     // Recorded, not handed back for a Lambda retry even when retryable: the
                     // SDK already retried, and the ledger holds the reservation, so a retry
@@ -228,6 +271,51 @@ impl Deps {
             })
             .await;
         acted.or_else(|failed| failed.into_handler_result())
+    }
+
+    /// Right before the change: seconds have passed since the first reads (forecast, ledger),
+    /// so the alarm must still be in ALARM and the group where it was. The audit to act with,
+    /// or the record of why nothing is done.
+    async fn still_as_planned(
+        &self,
+        audit: AuditBuilder,
+        alarm: &str,
+        action: &Resize,
+    ) -> Result<AuditBuilder, AuditRecord> {
+        let (group, current) =
+            tokio::join!(self.groups.facts(&action.group), self.alarms.current(alarm));
+        let current = current.map_err(|e| {
+            audit
+                .clone()
+                .detail("retryable", e.retryable)
+                .failed("describe-alarm-failed", e.to_string())
+        })?;
+        check_still_alarming(alarm, current.as_ref())
+            .map_err(|reason| audit.clone().skipped(&reason))?;
+        let now = match group {
+            Ok(Some(g)) => g,
+            Ok(None) => {
+                let reason = SkipReason::new(
+                    SkipCode::TargetNotFound,
+                    format!(
+                        "Auto Scaling group {} vanished before the change",
+                        action.group
+                    ),
+                );
+                return Err(audit.skipped(&reason));
+            }
+            Err(e) => {
+                return Err(audit
+                    .detail("retryable", e.retryable)
+                    .failed("describe-failed", e.to_string()))
+            }
+        };
+        let audit = audit.detail("desired_now", now.desired);
+        let managed = self.common.guard.policy().opt_in.matches(tags(&now));
+        match recheck(action, &now, managed) {
+            Ok(()) => Ok(audit),
+            Err(reason) => Err(audit.skipped(&reason)),
+        }
     }
 
     /// What the group says after the change; the change stands whatever the read-back says.

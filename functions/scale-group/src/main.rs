@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use selfheal_aws::autoscaling::AutoScalingGroups;
 use selfheal_aws::aws_sdk_autoscaling;
+use selfheal_aws::aws_sdk_cloudwatch;
 use selfheal_aws::cloudwatch::CloudWatchHistory;
+use selfheal_aws::cloudwatch_alarms::CloudWatchAlarms;
 use selfheal_core::ConfigError;
 use selfheal_lambda::Boot;
 
@@ -19,6 +21,7 @@ async fn main() -> ExitCode {
         Ok::<_, ConfigError>(Deps {
             common,
             groups: Arc::new(AutoScalingGroups(aws_sdk_autoscaling::Client::new(&sdk))),
+            alarms: Arc::new(CloudWatchAlarms(aws_sdk_cloudwatch::Client::new(&sdk))),
             history: Arc::new(CloudWatchHistory::new(&sdk)),
             settings,
         })

@@ -1,11 +1,19 @@
-//! What an alarm asks for before anyone looks at the group: which group, which direction, and
-//! the most one change may move it. Pure, from the alarm and the settings.
+//! What an alarm asks for: which group, which direction, and the most one change may move it.
+//! Pure, in two steps: [`request`] from the event and the settings alone (before any AWS
+//! call), then [`plan`] once CloudWatch has said what the alarm is now ([`AlarmFacts`]).
+//!
+//! A wrong resize is worse than a missed one, so every doubt is a skip with its reason: an
+//! event naming several groups, a stale event, an alarm that cleared, an alarm an Auto Scaling
+//! policy owns, a direction the alarm's comparison does not give or contradicts.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use selfheal_core::ports::alarms::{check_still_alarming, AlarmFacts};
 use selfheal_core::{Alarm, AlarmState, SkipCode, SkipReason};
 
 use crate::settings::{Direction, ScaleRule, Settings};
+use crate::severity::{breach, Side};
 
 /// The alarm dimension that names the group (as on `AWS/EC2` and `AWS/AutoScaling` metrics).
 pub const GROUP_DIMENSION: &str = "AutoScalingGroupName";
@@ -13,6 +21,8 @@ pub const GROUP_DIMENSION: &str = "AutoScalingGroupName";
 pub const GROUP_TAG: &str = "selfheal:group";
 /// Alarm tag giving the direction and, optionally, the max step: `out`, `in`, `out:2`.
 pub const SCALE_TAG: &str = "selfheal:scale";
+/// The name prefix of the alarms target tracking creates (and acts on) itself.
+pub const TARGET_TRACKING_PREFIX: &str = "TargetTracking-";
 
 /// Where a piece of the plan came from (for the audit record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -21,7 +31,17 @@ pub enum Source {
     Dimension,
     AlarmTag,
     Setting,
-    Default,
+    /// The alarm's comparison operator: above its threshold → out, below → in.
+    Comparison,
+}
+
+/// What the event and the settings ask for, before CloudWatch is asked about the alarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub group: String,
+    pub group_from: Source,
+    /// A direction configured for this alarm (its `selfheal:scale` tag, `SELFHEAL_SCALE_RULES`).
+    pub rule: Option<(ScaleRule, Source)>,
 }
 
 /// What the alarm asks for, before looking at the group.
@@ -31,22 +51,78 @@ pub struct Plan {
     pub group_from: Source,
     pub direction: Direction,
     pub direction_from: Source,
+    /// The comparison operator the direction was checked against (`None`: none known).
+    pub comparison: Option<String>,
     pub max_step: u32,
 }
 
-/// Which group the alarm is about and what it asks for, or why it asks for nothing.
-pub fn plan(alarm: &Alarm, settings: &Settings) -> Result<Plan, SkipReason> {
+/// Which group the event is about and what is configured for it, or why nothing is done;
+/// from the event alone, so these refusals cost no AWS call.
+pub fn request(
+    alarm: &Alarm,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<Request, SkipReason> {
     if !alarm.entered_alarm() {
         return Err(not_a_transition(alarm));
     }
+    alarm.check_age(now, settings.max_event_age)?;
+    if alarm.name.starts_with(TARGET_TRACKING_PREFIX) {
+        return Err(SkipReason::new(
+            SkipCode::OwnedElsewhere,
+            format!(
+                "alarm {} belongs to a target tracking policy (its name starts with \
+                 {TARGET_TRACKING_PREFIX}); the policy scales on it, a resize of ours would \
+                 fight it",
+                alarm.name
+            ),
+        ));
+    }
     let (group, group_from) = group_of(alarm, settings)?;
-    let (rule, direction_from) = rule_of(alarm, settings)?;
-    Ok(Plan {
+    let rule = rule_of(alarm, settings)?;
+    Ok(Request {
         group,
         group_from,
-        direction: rule.direction,
+        rule,
+    })
+}
+
+/// The plan once CloudWatch has said what the alarm is now (`current`; `None`: it no longer
+/// exists): still in ALARM, not an Auto Scaling policy's, and a direction its comparison
+/// gives or agrees with.
+pub fn plan(
+    request: Request,
+    alarm: &Alarm,
+    current: Option<&AlarmFacts>,
+    settings: &Settings,
+) -> Result<Plan, SkipReason> {
+    check_still_alarming(&alarm.name, current)?;
+    if let Some(f) = current {
+        let policies = f.scaling_policy_actions();
+        if !policies.is_empty() {
+            return Err(SkipReason::new(
+                SkipCode::OwnedElsewhere,
+                format!(
+                    "alarm {} triggers Auto Scaling polic{} {}; the policy acts on it, a \
+                     resize of ours would stack on (or fight) it",
+                    alarm.name,
+                    if policies.len() == 1 { "y" } else { "ies" },
+                    policies.join(", ")
+                ),
+            ));
+        }
+    }
+    let (direction, direction_from, comparison) = direction_of(alarm, current, request.rule)?;
+    Ok(Plan {
+        group: request.group,
+        group_from: request.group_from,
+        direction,
         direction_from,
-        max_step: rule.max_step.unwrap_or(settings.max_step),
+        comparison,
+        max_step: request
+            .rule
+            .and_then(|(r, _)| r.max_step)
+            .unwrap_or(settings.max_step),
     })
 }
 
@@ -58,7 +134,7 @@ fn not_a_transition(alarm: &Alarm) -> SkipReason {
         .unwrap_or("unknown");
     let why = if alarm.state == AlarmState::Ok {
         "a recovery does not resize by itself; only a transition into ALARM acts (a \
-         scale-in needs its own alarm, configured as `in`)"
+         scale-in needs its own alarm, below its threshold)"
     } else {
         "only a transition into ALARM acts"
     };
@@ -68,10 +144,11 @@ fn not_a_transition(alarm: &Alarm) -> SkipReason {
     )
 }
 
-/// The group, first match wins: the alarm's dimension, its tag, the settings.
+/// The group, first match wins: the alarm's dimension (exactly one distinct value across
+/// its metrics), its tag, the settings.
 fn group_of(alarm: &Alarm, settings: &Settings) -> Result<(String, Source), SkipReason> {
     let named = |v: Option<&String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    if let Some(g) = named(alarm.dimensions.get(GROUP_DIMENSION)) {
+    if let Some(g) = alarm.single_target(GROUP_DIMENSION)? {
         Ok((g, Source::Dimension))
     } else if let Some(g) = named(alarm.tags.get(GROUP_TAG)) {
         Ok((g, Source::AlarmTag))
@@ -89,12 +166,12 @@ fn group_of(alarm: &Alarm, settings: &Settings) -> Result<(String, Source), Skip
     }
 }
 
-/// The direction and max step, first match wins: the alarm's tag, the settings, scale out.
-/// An unreadable tag is refused rather than guessed at.
-fn rule_of(alarm: &Alarm, settings: &Settings) -> Result<(ScaleRule, Source), SkipReason> {
+/// The configured direction and max step, first match wins: the alarm's tag, the settings;
+/// `None` when neither configures one. An unreadable tag is refused rather than guessed at.
+fn rule_of(alarm: &Alarm, settings: &Settings) -> Result<Option<(ScaleRule, Source)>, SkipReason> {
     if let Some(t) = alarm.tags.get(SCALE_TAG) {
         return match ScaleRule::parse(t) {
-            Some(r) => Ok((r, Source::AlarmTag)),
+            Some(r) => Ok(Some((r, Source::AlarmTag))),
             None => Err(SkipReason::new(
                 SkipCode::NoTarget,
                 format!(
@@ -105,122 +182,301 @@ fn rule_of(alarm: &Alarm, settings: &Settings) -> Result<(ScaleRule, Source), Sk
             )),
         };
     }
-    Ok(match settings.rules.get(&alarm.name) {
-        Some(r) => (*r, Source::Setting),
-        None => (
-            ScaleRule {
-                direction: Direction::Out,
-                max_step: None,
-            },
-            Source::Default,
-        ),
-    })
+    Ok(settings
+        .rules
+        .get(&alarm.name)
+        .map(|r| (*r, Source::Setting)))
+}
+
+/// The side a comparison operator fires on; `None` for one that fires on either side (an
+/// anomaly band's `LessThanLowerOrGreaterThanUpperThreshold`) or an unknown one.
+pub fn side_of_comparison(comparison: &str) -> Option<Side> {
+    match comparison {
+        "GreaterThanThreshold" | "GreaterThanOrEqualToThreshold" | "GreaterThanUpperThreshold" => {
+            Some(Side::Above)
+        }
+        "LessThanThreshold" | "LessThanOrEqualToThreshold" | "LessThanLowerThreshold" => {
+            Some(Side::Below)
+        }
+        _ => None,
+    }
+}
+
+/// Above its threshold the group is short of capacity: out. Below it, it has too much: in.
+fn direction_for(side: Side) -> Direction {
+    match side {
+        Side::Above => Direction::Out,
+        Side::Below => Direction::In,
+    }
+}
+
+/// The direction: the configured one when the alarm's comparison agrees with it (or cannot
+/// say), else the comparison's. Never against the comparison, never a default.
+fn direction_of(
+    alarm: &Alarm,
+    current: Option<&AlarmFacts>,
+    rule: Option<(ScaleRule, Source)>,
+) -> Result<(Direction, Source, Option<String>), SkipReason> {
+    let name = &alarm.name;
+    let said = alarm.evaluation.comparison.as_deref();
+    let now = current.and_then(|f| f.comparison.as_deref());
+    let side = |c: Option<&str>| c.and_then(side_of_comparison);
+    if let (Some(s), Some(n)) = (side(said), side(now)) {
+        if s != n {
+            return Err(SkipReason::new(
+                SkipCode::Contradiction,
+                format!(
+                    "alarm {name}: the event says {}, CloudWatch now says {} (reconfigured \
+                     since?); not guessing which side it fired on",
+                    said.unwrap_or_default(),
+                    now.unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    // What CloudWatch says now is the alarm's definition; the event's copy is the fallback.
+    let comparison = now.or(said).map(str::to_string);
+    let shown = comparison.as_deref().unwrap_or("unknown");
+    let known = side(comparison.as_deref());
+    // A two-sided (band) alarm: only the datapoints say which side it left the band on; used
+    // to refuse a rule that contradicts them, never to choose a direction on their own.
+    let checked = known.or_else(|| {
+        comparison
+            .as_deref()
+            .filter(|c| c.contains("LowerOrGreaterThanUpper"))
+            .and_then(|_| breach(alarm))
+            .filter(|b| b.side_from != "comparison")
+            .map(|b| b.side)
+    });
+    match (rule, checked) {
+        (Some((r, from)), Some(s)) if direction_for(s) != r.direction => Err(SkipReason::new(
+            SkipCode::Contradiction,
+            format!(
+                "alarm {name} is configured to scale {} ({}) but fires {} its threshold ({shown}), \
+                 which asks to scale {}; not acting against the alarm",
+                r.direction.as_str(),
+                source_name(from),
+                if s == Side::Above { "above" } else { "below" },
+                direction_for(s).as_str()
+            ),
+        )),
+        (Some((r, from)), _) => Ok((r.direction, from, comparison)),
+        (None, Some(s)) if known.is_some() => {
+            Ok((direction_for(s), Source::Comparison, comparison))
+        }
+        (None, _) => Err(SkipReason::new(
+            SkipCode::NotRequested,
+            format!(
+                "alarm {name} has comparison {shown}, which does not say whether the group has \
+                 too little or too much capacity, and no direction is configured ({SCALE_TAG} \
+                 tag or SELFHEAL_SCALE_RULES); not guessing one"
+            ),
+        )),
+    }
+}
+
+fn source_name(s: Source) -> &'static str {
+    match s {
+        Source::AlarmTag => "tag selfheal:scale",
+        Source::Setting => "SELFHEAL_SCALE_RULES",
+        Source::Dimension => "dimension",
+        Source::Comparison => "comparison",
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{alarm, settings};
+    use crate::test_support::{alarm, alarm_now, plan_with, settings};
+    use selfheal_core::alarm::AlarmMetric;
     use serde_json::json;
 
+    const ABOVE: Option<&str> = Some("GreaterThanThreshold");
+    const BELOW: Option<&str> = Some("LessThanThreshold");
+
     #[test]
-    fn plan_table() {
-        let s = settings(&[
-            ("SELFHEAL_SCALE_GROUPS", "cpu-high=mapped"),
-            ("SELFHEAL_SCALE_RULES", "cpu-high=in:2"),
-        ])
-        .unwrap();
+    fn which_group() {
+        let s = settings(&[("SELFHEAL_SCALE_GROUPS", "cpu-high=mapped")]).unwrap();
         let dim = json!({"AutoScalingGroupName": "from-dim"});
+        let tags = json!({"selfheal:group": "from-tag"});
         let none = json!({});
-        let p = plan(
-            &alarm("ALARM", "OK", dim.clone(), none.clone(), &[70.0]),
+        let p = plan_with(
+            &alarm("ALARM", "OK", dim.clone(), tags.clone(), &[]),
             &s,
-        )
-        .unwrap();
-        assert_eq!(
-            (
-                p.group.as_str(),
-                p.group_from,
-                p.direction,
-                p.direction_from,
-                p.max_step
-            ),
-            (
-                "from-dim",
-                Source::Dimension,
-                Direction::In,
-                Source::Setting,
-                2
-            )
+            ABOVE,
         );
-        // The tag beats the setting, the dimension beats the tag.
-        let tags = json!({"selfheal:group": "from-tag", "selfheal:scale": "out"});
-        let p = plan(&alarm("ALARM", "OK", none.clone(), tags.clone(), &[]), &s).unwrap();
-        assert_eq!(
-            (p.group.as_str(), p.group_from, p.direction, p.max_step),
-            ("from-tag", Source::AlarmTag, Direction::Out, 4)
-        );
-        let p = plan(&alarm("ALARM", "OK", dim.clone(), tags, &[]), &s).unwrap();
-        assert_eq!(p.group, "from-dim");
-        let p = plan(&alarm("ALARM", "OK", none.clone(), none.clone(), &[]), &s).unwrap();
+        let p = p.unwrap();
         assert_eq!(
             (p.group.as_str(), p.group_from),
-            ("mapped", Source::Setting)
+            ("from-dim", Source::Dimension)
         );
-        // Default: scale out, settings' max step.
-        let d = Settings::default();
-        let p = plan(
-            &alarm("ALARM", "INSUFFICIENT_DATA", dim.clone(), none.clone(), &[]),
-            &d,
-        )
-        .unwrap();
+        let p = plan_with(&alarm("ALARM", "OK", none.clone(), tags, &[]), &s, ABOVE).unwrap();
         assert_eq!(
-            (p.direction, p.direction_from, p.max_step),
-            (Direction::Out, Source::Default, 4)
+            (p.group.as_str(), p.group_from),
+            ("from-tag", Source::AlarmTag)
         );
-        // Refusals.
-        let cases = [
-            (
-                alarm("OK", "ALARM", dim.clone(), none.clone(), &[]),
-                SkipCode::NotAlarmTransition,
-            ),
-            (
-                alarm("ALARM", "ALARM", dim.clone(), none.clone(), &[]),
-                SkipCode::NotAlarmTransition,
-            ),
-            (
-                alarm("INSUFFICIENT_DATA", "OK", dim.clone(), none.clone(), &[]),
-                SkipCode::NotAlarmTransition,
-            ),
-            (
-                alarm("ALARM", "OK", none.clone(), none.clone(), &[]),
-                SkipCode::NoTarget,
-            ),
-            (
-                alarm(
-                    "ALARM",
-                    "OK",
-                    json!({"AutoScalingGroupName": "  "}),
-                    none.clone(),
-                    &[],
-                ),
-                SkipCode::NoTarget,
-            ),
-            (
-                alarm(
-                    "ALARM",
-                    "OK",
-                    dim,
-                    json!({"selfheal:scale": "sideways"}),
-                    &[],
-                ),
-                SkipCode::NoTarget,
-            ),
-        ];
-        for (a, want) in cases {
-            assert_eq!(plan(&a, &d).map_err(|r| r.code).err(), Some(want), "{a:?}");
+        let p = plan_with(
+            &alarm("ALARM", "OK", none.clone(), none.clone(), &[]),
+            &s,
+            ABOVE,
+        );
+        assert_eq!(p.unwrap().group_from, Source::Setting);
+        let d = Settings::default();
+        for dims in [none, json!({"AutoScalingGroupName": "  "})] {
+            let r = plan_with(&alarm("ALARM", "OK", dims, json!({}), &[]), &d, ABOVE);
+            assert_eq!(r.unwrap_err().code, SkipCode::NoTarget);
         }
-        let ok = plan(&alarm("OK", "ALARM", json!({}), json!({}), &[]), &d).unwrap_err();
-        assert!(ok.detail.contains("recovery does not resize"), "{ok}");
+    }
+
+    #[test]
+    fn a_metric_math_alarm_over_two_groups_names_no_group() {
+        let mut a = alarm(
+            "ALARM",
+            "OK",
+            json!({"AutoScalingGroupName": "a"}),
+            json!({}),
+            &[],
+        );
+        let over = |g: &str| AlarmMetric {
+            dimensions: [(GROUP_DIMENSION.to_string(), g.to_string())].into(),
+            ..AlarmMetric::default()
+        };
+        a.metrics = vec![over("a"), over("b")];
+        // Even a tag or a setting naming one of them does not pick it.
+        a.tags.insert(GROUP_TAG.into(), "a".into());
+        let r = plan_with(&a, &Settings::default(), ABOVE).unwrap_err();
+        assert_eq!(r.code, SkipCode::SeveralTargets, "{r}");
+        assert!(r.detail.contains("a, b"), "{r}");
+        // The same group twice is one group.
+        a.metrics = vec![over("a"), over("a")];
+        assert_eq!(
+            plan_with(&a, &Settings::default(), ABOVE).unwrap().group,
+            "a"
+        );
+    }
+
+    #[test]
+    fn direction_follows_the_comparison_and_never_contradicts_it() {
+        use Direction::{In, Out};
+        let dim = json!({"AutoScalingGroupName": "g"});
+        let rules = settings(&[("SELFHEAL_SCALE_RULES", "cpu-high=in:2")]).unwrap();
+        let d = Settings::default();
+        let tag = |t: &str| json!({"selfheal:scale": t});
+        let none = json!({});
+        // (tags, settings, comparison now) → (direction, source, max step) or the refusal
+        type Want = Result<(Direction, Source, u32), SkipCode>;
+        let cases: Vec<(serde_json::Value, &Settings, Option<&str>, Want)> = vec![
+            (none.clone(), &d, ABOVE, Ok((Out, Source::Comparison, 4))),
+            (
+                none.clone(),
+                &d,
+                Some("GreaterThanOrEqualToThreshold"),
+                Ok((Out, Source::Comparison, 4)),
+            ),
+            (none.clone(), &d, BELOW, Ok((In, Source::Comparison, 4))),
+            (
+                none.clone(),
+                &d,
+                Some("LessThanLowerThreshold"),
+                Ok((In, Source::Comparison, 4)),
+            ),
+            // No comparison known, nothing configured: never a default direction.
+            (none.clone(), &d, None, Err(SkipCode::NotRequested)),
+            (
+                none.clone(),
+                &d,
+                Some("LessThanLowerOrGreaterThanUpperThreshold"),
+                Err(SkipCode::NotRequested),
+            ),
+            // Configured and agreeing; configured where the comparison cannot say.
+            (none.clone(), &rules, BELOW, Ok((In, Source::Setting, 2))),
+            (tag("out:3"), &d, ABOVE, Ok((Out, Source::AlarmTag, 3))),
+            (tag("in"), &d, None, Ok((In, Source::AlarmTag, 4))),
+            // Configured against the comparison.
+            (none.clone(), &rules, ABOVE, Err(SkipCode::Contradiction)),
+            (tag("out"), &d, BELOW, Err(SkipCode::Contradiction)),
+            (tag("sideways"), &d, ABOVE, Err(SkipCode::NoTarget)),
+        ];
+        for (tags, s, comparison, want) in cases {
+            let a = alarm("ALARM", "OK", dim.clone(), tags.clone(), &[70.0]);
+            let got = plan_with(&a, s, comparison)
+                .map(|p| (p.direction, p.direction_from, p.max_step))
+                .map_err(|r| r.code);
+            assert_eq!(got, want, "{tags} {comparison:?}");
+        }
+        // The event's comparison counts when CloudWatch gives none; the two must agree.
+        let mut a = alarm("ALARM", "OK", dim.clone(), none.clone(), &[70.0]);
+        a.evaluation.comparison = BELOW.map(str::to_string);
+        assert_eq!(plan_with(&a, &d, None).unwrap().direction, In);
+        let r = plan_with(&a, &d, ABOVE).unwrap_err();
+        assert_eq!(r.code, SkipCode::Contradiction, "{r}");
+        // A band alarm whose datapoints are below the band contradicts a configured `out`.
+        let mut band = alarm("ALARM", "OK", dim, tag("out"), &[5.0]);
+        band.reason = "Thresholds Crossed: outside the band".into();
+        band.evaluation.threshold = None;
+        band.evaluation.recent_upper_thresholds = vec![60.0];
+        band.evaluation.recent_lower_thresholds = vec![20.0];
+        let r = plan_with(&band, &d, Some("LessThanLowerOrGreaterThanUpperThreshold"));
+        assert_eq!(r.unwrap_err().code, SkipCode::Contradiction);
+    }
+
+    #[test]
+    fn target_tracking_and_policy_alarms_are_owned_elsewhere() {
+        let dim = json!({"AutoScalingGroupName": "g"});
+        let d = Settings::default();
+        let mut tt = alarm(
+            "ALARM",
+            "OK",
+            dim.clone(),
+            json!({"selfheal:scale": "in"}),
+            &[10.0],
+        );
+        tt.name = "TargetTracking-web-AlarmLow-0b5e".into();
+        let r = request(&tt, &d, Utc::now()).unwrap_err();
+        assert_eq!(r.code, SkipCode::OwnedElsewhere, "{r}");
+        let a = alarm("ALARM", "OK", dim, json!({}), &[90.0]);
+        let policy = "arn:aws:autoscaling:us-east-1:1:scalingPolicy:x:autoScalingGroupName/g:policyName/step";
+        let now = alarm_now(&a.name, ABOVE, &[policy, "arn:aws:sns:us-east-1:1:ops"]);
+        let r = plan(request(&a, &d, Utc::now()).unwrap(), &a, Some(&now), &d).unwrap_err();
+        assert_eq!(r.code, SkipCode::OwnedElsewhere, "{r}");
+        assert!(r.detail.contains("policyName/step"), "{r}");
+    }
+
+    #[test]
+    fn only_a_fresh_transition_into_an_alarm_still_firing_acts() {
+        let dim = json!({"AutoScalingGroupName": "g"});
+        let d = Settings::default();
+        let none = json!({});
+        for (state, prev) in [
+            ("OK", "ALARM"),
+            ("ALARM", "ALARM"),
+            ("INSUFFICIENT_DATA", "OK"),
+        ] {
+            let a = alarm(state, prev, dim.clone(), none.clone(), &[]);
+            let r = plan_with(&a, &d, ABOVE).unwrap_err();
+            assert_eq!(r.code, SkipCode::NotAlarmTransition, "{state}");
+        }
+        let ok = plan_with(
+            &alarm("OK", "ALARM", dim.clone(), none.clone(), &[]),
+            &d,
+            ABOVE,
+        );
+        assert!(ok.unwrap_err().detail.contains("recovery does not resize"));
+        // Stale: the state change is older than the maximum age.
+        let mut a = alarm("ALARM", "OK", dim.clone(), none.clone(), &[]);
+        a.time = Some(Utc::now() - chrono::Duration::hours(2));
+        let r = request(&a, &d, Utc::now()).unwrap_err();
+        assert_eq!(r.code, SkipCode::StaleEvent, "{r}");
+        let wide = settings(&[("SELFHEAL_MAX_EVENT_AGE_SECONDS", "10800")]).unwrap();
+        assert!(request(&a, &wide, Utc::now()).is_ok());
+        // Cleared or gone by the time CloudWatch is asked.
+        let a = alarm("ALARM", "OK", dim, none, &[]);
+        let req = || request(&a, &d, Utc::now()).unwrap();
+        let mut cleared = alarm_now(&a.name, ABOVE, &[]);
+        cleared.state = AlarmState::Ok;
+        for now in [Some(&cleared), None] {
+            let r = plan(req(), &a, now, &d).unwrap_err();
+            assert_eq!(r.code, SkipCode::AlarmCleared, "{r}");
+        }
     }
 }

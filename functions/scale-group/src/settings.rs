@@ -15,6 +15,9 @@ pub const DEFAULT_MAX_STEP: u32 = 4;
 /// for `CPUUtilization`).
 pub const DEFAULT_TARGET_UTILISATION: f64 = 70.0;
 
+/// Default oldest alarm event acted on (`SELFHEAL_MAX_EVENT_AGE_SECONDS`): an hour.
+pub const DEFAULT_MAX_EVENT_AGE: Duration = Duration::from_secs(3600);
+
 /// How long the load history may take: scaling must not wait on CloudWatch.
 pub const HISTORY_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -86,13 +89,17 @@ pub struct Settings {
     /// `AutoScalingGroupName` dimension or `selfheal:group` tag.
     pub groups: BTreeMap<String, String>,
     /// `SELFHEAL_SCALE_RULES`: `alarm-name=out|in[:max-step],...`; alarms not listed (and
-    /// without a `selfheal:scale` tag) scale out.
+    /// without a `selfheal:scale` tag) move the way their comparison says (above → out,
+    /// below → in); a rule that contradicts the comparison is refused.
     pub rules: BTreeMap<String, ScaleRule>,
     /// `SELFHEAL_SCALE_SIZING`: `forecast` (default) or `severity`.
     pub sizing: SizingMode,
     /// `SELFHEAL_SCALE_TARGET_UTILISATION`: the alarm metric's value one instance should run
     /// at when sized from the forecast (default 70, i.e. 70 % CPU); a number > 0.
     pub target_utilisation: f64,
+    /// `SELFHEAL_MAX_EVENT_AGE_SECONDS`: an alarm event whose state change is older than this
+    /// is not acted on (default 3600; at least 1): the group it describes may have moved on.
+    pub max_event_age: Duration,
     /// How long the load history may take (not an env var: [`HISTORY_FETCH_TIMEOUT`]; tests
     /// shorten it).
     pub history_timeout: Duration,
@@ -106,6 +113,7 @@ impl Default for Settings {
             rules: BTreeMap::new(),
             sizing: SizingMode::Forecast,
             target_utilisation: DEFAULT_TARGET_UTILISATION,
+            max_event_age: DEFAULT_MAX_EVENT_AGE,
             history_timeout: HISTORY_FETCH_TIMEOUT,
         }
     }
@@ -124,6 +132,7 @@ impl Settings {
             rules: rules(&get)?,
             sizing: sizing(&get)?,
             target_utilisation: target_utilisation(&get)?,
+            max_event_age: max_event_age(&get)?,
             history_timeout: HISTORY_FETCH_TIMEOUT,
         })
     }
@@ -154,6 +163,22 @@ fn max_step(get: &impl Fn(&str) -> Option<String>) -> Result<u32, ConfigError> {
         DEFAULT_MAX_STEP,
         "a whole number of instances, at least 1",
         |v| v.parse::<u32>().ok().filter(|n| *n > 0),
+    )
+}
+
+fn max_event_age(get: &impl Fn(&str) -> Option<String>) -> Result<Duration, ConfigError> {
+    parsed(
+        get,
+        "SELFHEAL_MAX_EVENT_AGE_SECONDS",
+        DEFAULT_MAX_EVENT_AGE,
+        "a whole number of seconds, at least 1",
+        |v| {
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Duration::from_secs)
+        },
     )
 }
 
@@ -276,6 +301,9 @@ mod tests {
             (s.sizing, s.target_utilisation),
             (SizingMode::Severity, 55.0)
         );
+        let s = settings(&[("SELFHEAL_MAX_EVENT_AGE_SECONDS", "600")]).unwrap();
+        assert_eq!(s.max_event_age, Duration::from_secs(600));
+        assert_eq!(Settings::default().max_event_age, Duration::from_secs(3600));
         for bad in [
             ("SELFHEAL_SCALE_SIZING", "magic"),
             ("SELFHEAL_SCALE_TARGET_UTILISATION", "0"),
@@ -283,6 +311,8 @@ mod tests {
             ("SELFHEAL_SCALE_TARGET_UTILISATION", "NaN"),
             ("SELFHEAL_SCALE_MAX_STEP", "0"),
             ("SELFHEAL_SCALE_MAX_STEP", "-1"),
+            ("SELFHEAL_MAX_EVENT_AGE_SECONDS", "0"),
+            ("SELFHEAL_MAX_EVENT_AGE_SECONDS", "an hour"),
             ("SELFHEAL_SCALE_GROUPS", "no-equals-sign"),
             ("SELFHEAL_SCALE_GROUPS", "a="),
             ("SELFHEAL_SCALE_RULES", "a=sideways"),

@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{json, Value};
 
 use selfheal_core::forecast::ForecastSizing;
+use selfheal_core::ports::alarms::AlarmFacts;
 use selfheal_core::ports::groups::GroupFacts;
-use selfheal_core::{parse_alarms, Alarm, ConfigError, Decision, SkipCode};
+use selfheal_core::{parse_alarms, Alarm, AlarmState, ConfigError, Decision, SkipCode, SkipReason};
 
-use crate::plan::{Plan, Source};
+use crate::plan::{plan, request, Plan, Source};
 use crate::settings::{Direction, Settings};
 use crate::severity::{Breach, Side, Step};
 
@@ -31,6 +32,35 @@ pub fn alarm(state: &str, prev: &str, dims: Value, tags: Value, points: &[f64]) 
                    "previousState": {"value": prev},
                    "configuration": {"metrics": [{"id": "m1", "metricStat": {"metric": {"namespace": "AWS/EC2", "name": "CPUUtilization", "dimensions": dims}}}]}}});
     parse_alarms(&ev).unwrap().remove(0)
+}
+
+/// What CloudWatch says about alarm `name` now: in ALARM, with `comparison` and `actions`.
+pub fn alarm_now(name: &str, comparison: Option<&str>, actions: &[&str]) -> AlarmFacts {
+    AlarmFacts {
+        name: name.into(),
+        arn: None,
+        state: AlarmState::Alarm,
+        state_updated: None,
+        alarm_actions: actions.iter().map(|a| a.to_string()).collect(),
+        comparison: comparison.map(str::to_string),
+    }
+}
+
+/// [`request`] then [`plan`], judged at the alarm's own time, with the alarm in ALARM now
+/// with `comparison`.
+pub fn plan_with(
+    alarm: &Alarm,
+    settings: &Settings,
+    comparison: Option<&str>,
+) -> Result<Plan, SkipReason> {
+    let now = alarm.time.unwrap_or_else(chrono::Utc::now);
+    let current = alarm_now(&alarm.name, comparison, &[]);
+    plan(
+        request(alarm, settings, now)?,
+        alarm,
+        Some(&current),
+        settings,
+    )
 }
 
 pub fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
@@ -57,7 +87,8 @@ pub fn plan_of(direction: Direction, max_step: u32) -> Plan {
         group: "g".into(),
         group_from: Source::Dimension,
         direction,
-        direction_from: Source::Default,
+        direction_from: Source::Comparison,
+        comparison: None,
         max_step,
     }
 }

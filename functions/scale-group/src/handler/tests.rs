@@ -1,29 +1,42 @@
 //! The handler, with in-memory groups, ledger and history.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use selfheal_core::anomaly::Point;
+use selfheal_core::ports::alarms::{AlarmFacts, Alarms};
 use selfheal_core::ports::groups::{GroupFacts, Groups};
-use selfheal_core::testing::{FakeHistory, HistoryAnswer};
-use selfheal_core::{parse_alarms, AuditRecord, AwsError, Function, Invocation, Outcome};
+use selfheal_core::testing::{FakeAlarms, FakeHistory, HistoryAnswer};
+use selfheal_core::{
+    parse_alarms, AlarmState, AuditRecord, AwsError, Function, Invocation, Outcome,
+};
 
 use super::Deps;
 use crate::load::HISTORY_SECS;
 use crate::settings::Settings;
-use crate::test_support::group;
+use crate::test_support::{alarm_now, group};
 use crate::FUNCTION;
 
 struct FakeGroups {
     group: Mutex<GroupFacts>,
     set: Mutex<Vec<u32>>,
+    reads: AtomicUsize,
+    /// Someone else sets the desired capacity to this right after the first read.
+    moved_after_first_read: Mutex<Option<u32>>,
 }
 
 #[selfheal_core::ports::groups::async_trait]
 impl Groups for FakeGroups {
     async fn facts(&self, name: &str) -> Result<Option<GroupFacts>, AwsError> {
         let g = self.group.lock().unwrap().clone();
+        if self.reads.fetch_add(1, Ordering::SeqCst) == 0 {
+            if let Some(to) = *self.moved_after_first_read.lock().unwrap() {
+                self.group.lock().unwrap().desired = to;
+            }
+        }
         Ok((g.name == name).then_some(g))
     }
     async fn set_desired(&self, _name: &str, desired: u32) -> Result<(), AwsError> {
@@ -77,32 +90,45 @@ fn deps(
     let groups = Arc::new(FakeGroups {
         group: Mutex::new(g),
         set: Mutex::new(Vec::new()),
+        reads: AtomicUsize::new(0),
+        moved_after_first_read: Mutex::new(None),
     });
     let history = Arc::new(FakeHistory::new(answer));
     let mut settings = Settings::from_lookup(lookup).unwrap();
     settings.history_timeout = std::time::Duration::from_millis(50);
+    // The event carries the comparison; CloudWatch's answer here does not contradict it.
+    let alarms = FakeAlarms::default().with(alarm_now("cpu", None, &[]));
     let d = Deps {
         common,
         groups: groups.clone(),
+        alarms: Arc::new(alarms),
         history: history.clone(),
         settings,
     };
     (d, groups, history)
 }
 
-/// The test alarm on group `g`: CPU 72 against 60 (the severity step adds 1 to 2).
+/// The test alarm on group `g`, stamped now: CPU 72 against 60 (the severity step adds 1 to
+/// 2), fired above its threshold for `out`, below it for `in`.
 fn event(direction: &str, points: &[f64]) -> Value {
     let rd = json!({"threshold": 60.0, "recentDatapoints": points}).to_string();
-    let reason = if direction == "in" {
-        "Threshold Crossed: datapoints were less than the threshold (60.0)"
+    let (reason, comparison) = if direction == "in" {
+        (
+            "Threshold Crossed: datapoints were less than the threshold (60.0)",
+            "LessThanThreshold",
+        )
     } else {
-        "Threshold Crossed: datapoints were greater than the threshold (60.0)"
+        (
+            "Threshold Crossed: datapoints were greater than the threshold (60.0)",
+            "GreaterThanThreshold",
+        )
     };
-    json!({"detail-type": "CloudWatch Alarm State Change", "source": "aws.cloudwatch",
+    let now = chrono::Utc::now().to_rfc3339();
+    json!({"detail-type": "CloudWatch Alarm State Change", "source": "aws.cloudwatch", "time": now,
         "detail": {"alarmName": "cpu", "tags": {"selfheal:scale": direction},
-                   "state": {"value": "ALARM", "reason": reason, "reasonData": rd},
+                   "state": {"value": "ALARM", "reason": reason, "reasonData": rd, "timestamp": now},
                    "previousState": {"value": "OK"},
-                   "configuration": {"metrics": [{"id": "m1", "metricStat": {"metric": {"namespace": "AWS/EC2", "name": "CPUUtilization", "dimensions": {"AutoScalingGroupName": "g"}}, "period": 60, "stat": "Average"}}]}}})
+                   "configuration": {"comparisonOperator": comparison, "metrics": [{"id": "m1", "metricStat": {"metric": {"namespace": "AWS/EC2", "name": "CPUUtilization", "dimensions": {"AutoScalingGroupName": "g"}}, "period": 60, "stat": "Average"}}]}}})
 }
 
 async fn handle(d: &Deps, ev: Value) -> AuditRecord {
@@ -262,4 +288,156 @@ async fn severity_setting_and_groups_that_cannot_change_read_no_history() {
     let rec = handle(&d, event("out", &[72.0])).await;
     assert_eq!(rec.code, "at-bound", "{rec:?}");
     assert_eq!(history.calls(), 0);
+}
+
+/// The alarm as CloudWatch answers: in ALARM at the first read, `then` from the second on.
+struct AlarmThen {
+    then: AlarmState,
+    calls: AtomicUsize,
+}
+
+#[selfheal_core::ports::groups::async_trait]
+impl Alarms for AlarmThen {
+    async fn current(&self, name: &str) -> Result<Option<AlarmFacts>, AwsError> {
+        let mut f = alarm_now(name, Some("GreaterThanThreshold"), &[]);
+        if self.calls.fetch_add(1, Ordering::SeqCst) > 0 {
+            f.state = self.then.clone();
+        }
+        Ok(Some(f))
+    }
+    async fn tags(
+        &self,
+        _arn: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, AwsError> {
+        Ok(Default::default())
+    }
+}
+
+#[tokio::test]
+async fn an_alarm_that_clears_while_the_step_is_sized_is_not_acted_on() {
+    let (mut d, groups, history) = deps(load(3, |_| 700.0), &[], 1, 20, 2);
+    let alarms = Arc::new(AlarmThen {
+        then: AlarmState::Ok,
+        calls: AtomicUsize::new(0),
+    });
+    d.alarms = alarms.clone();
+    let rec = handle(&d, event("out", &[72.0])).await;
+    assert_eq!(
+        (rec.decision, rec.code.as_str()),
+        (Outcome::Skipped, "alarm-cleared"),
+        "{rec:?}"
+    );
+    assert!(groups.set.lock().unwrap().is_empty());
+    // Read once to plan, once right before the change (after the history was read).
+    assert_eq!(alarms.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(history.calls(), 1);
+}
+
+#[tokio::test]
+async fn scale_out_never_shrinks_a_group_someone_grew_meanwhile() {
+    // Planned 2 → 6 by the forecast; someone sets 9 right after our first read.
+    let (d, groups, _) = deps(load(3, |_| 700.0), &[], 1, 20, 2);
+    *groups.moved_after_first_read.lock().unwrap() = Some(9);
+    let rec = handle(&d, event("out", &[72.0])).await;
+    assert!(groups.set.lock().unwrap().is_empty(), "{rec:?}");
+    assert_eq!(groups.group.lock().unwrap().desired, 9);
+    assert_eq!(
+        (rec.decision, rec.code.as_str()),
+        (Outcome::Skipped, "change-in-progress"),
+        "{rec:?}"
+    );
+    assert!(rec.reason.contains("would shrink it"), "{}", rec.reason);
+    assert_eq!(rec.details["desired_now"], 9);
+    assert_eq!(rec.details["desired_requested"], 6);
+}
+
+#[tokio::test]
+async fn scale_in_never_grows_a_group_someone_shrank_meanwhile() {
+    // Planned 10 → 6 by the forecast (140 = 2 instances, max step 4); someone sets 3.
+    let (d, groups, _) = deps(load(3, |_| 140.0), &[], 1, 20, 10);
+    *groups.moved_after_first_read.lock().unwrap() = Some(3);
+    let rec = handle(&d, event("in", &[9.0])).await;
+    assert!(groups.set.lock().unwrap().is_empty(), "{rec:?}");
+    assert_eq!(groups.group.lock().unwrap().desired, 3);
+    assert_eq!(rec.code, "change-in-progress", "{rec:?}");
+    assert!(rec.reason.contains("would grow it"), "{}", rec.reason);
+}
+
+#[tokio::test]
+async fn no_known_comparison_and_no_rule_changes_nothing() {
+    let (d, groups, history) = deps(load(3, |_| 700.0), &[], 1, 20, 2);
+    let mut ev = event("out", &[72.0]);
+    ev["detail"]["tags"] = json!({});
+    ev["detail"]["configuration"]
+        .as_object_mut()
+        .unwrap()
+        .remove("comparisonOperator");
+    let rec = handle(&d, ev).await;
+    assert_eq!(
+        (rec.decision, rec.code.as_str()),
+        (Outcome::Skipped, "not-requested"),
+        "{rec:?}"
+    );
+    assert!(groups.set.lock().unwrap().is_empty());
+    assert_eq!(history.calls(), 0);
+}
+
+/// How many calls are in flight at once, at most.
+#[derive(Default)]
+struct Gauge {
+    now: AtomicUsize,
+    max: AtomicUsize,
+}
+
+impl Gauge {
+    async fn during<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(n, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let out = f.await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        out
+    }
+}
+
+struct Slow<T>(Arc<T>, Arc<Gauge>);
+
+#[selfheal_core::ports::groups::async_trait]
+impl Groups for Slow<FakeGroups> {
+    async fn facts(&self, name: &str) -> Result<Option<GroupFacts>, AwsError> {
+        self.1.during(self.0.facts(name)).await
+    }
+    async fn set_desired(&self, name: &str, desired: u32) -> Result<(), AwsError> {
+        self.1.during(self.0.set_desired(name, desired)).await
+    }
+}
+
+#[selfheal_core::ports::groups::async_trait]
+impl Alarms for Slow<FakeAlarms> {
+    async fn current(&self, name: &str) -> Result<Option<AlarmFacts>, AwsError> {
+        self.1.during(self.0.current(name)).await
+    }
+    async fn tags(
+        &self,
+        arn: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, AwsError> {
+        self.1.during(self.0.tags(arn)).await
+    }
+}
+
+#[tokio::test]
+async fn the_group_and_the_alarm_are_read_together() {
+    let (mut d, groups, _) = deps(load(3, |_| 700.0), &[], 1, 20, 2);
+    let gauge = Arc::new(Gauge::default());
+    let alarms = Arc::new(FakeAlarms::default().with(alarm_now("cpu", None, &[])));
+    d.groups = Arc::new(Slow(groups.clone(), gauge.clone()));
+    d.alarms = Arc::new(Slow(alarms.clone(), gauge.clone()));
+    let rec = handle(&d, event("out", &[72.0])).await;
+    assert_eq!(rec.decision, Outcome::Acted, "{rec:?}");
+    assert_eq!(*groups.set.lock().unwrap(), [6]);
+    // Each round (to plan, right before the change) has both reads in flight at once.
+    assert_eq!(gauge.max.load(Ordering::SeqCst), 2);
+    // Group: plan, re-check, read-back; alarm: plan, re-check.
+    assert_eq!(groups.reads.load(Ordering::SeqCst), 3);
+    assert_eq!(alarms.calls(), 2);
 }
