@@ -1039,3 +1039,80 @@ async fn scale_in_never_grows_a_group_someone_shrank_meanwhile() {
     assert_eq!(set_to(&g), [2], "only the other change: {rec:?}");
     assert_eq!(rec.decision, Outcome::Skipped, "{rec:?}");
 }
+
+/// The AWS operations the emulator received that mention any of `needles`, in order.
+fn operations(needles: &[&str]) -> Vec<String> {
+    recorded_requests(&[])
+        .iter()
+        .filter_map(|r| {
+            let raw = r["body"].as_str().unwrap_or_default();
+            let body = if r["body_encoded"].as_bool() == Some(true) {
+                use base64::Engine;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(raw)
+                    .unwrap_or_default();
+                String::from_utf8_lossy(&bytes).into_owned()
+            } else {
+                raw.to_string()
+            };
+            let url = r["url"].as_str().unwrap_or_default();
+            let target = r["headers"]["X-Amz-Target"].as_str().unwrap_or_default();
+            let hay = format!("{url} {target} {body}");
+            if !needles.iter().any(|n| hay.contains(n)) {
+                return None;
+            }
+            let op = if let Some((_, op)) = target.rsplit_once('.') {
+                op.to_string()
+            } else if let Some(a) = body.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
+                a.to_string()
+            } else {
+                url.rsplit("/operation/")
+                    .next()?
+                    .split('?')
+                    .next()?
+                    .to_string()
+            };
+            Some(op)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn one_resize_costs_these_calls_in_this_order() {
+    let w = World::new().await;
+    let deps = w.deps(&[]);
+    let g = w.group(1, 10, 2, true).await;
+    let (ev, name) = w.alarm_event("scale-group-eventbridge.json", &g).await;
+    let before = operations(&[g.as_str(), name.as_str(), w.table.as_str()]).len();
+    let rec = run_one(&deps, ev).await;
+    assert_eq!(rec.decision, Outcome::Acted, "{rec:?}");
+    // What the handler sent: everything after the test's own set-up.
+    let needles = [g.as_str(), name.as_str(), w.table.as_str()];
+    let ops = operations(&needles)[before..].to_vec();
+    let of = |op: &str| ops.iter().filter(|o| *o == op).count();
+    let at = |op: &str, nth: usize| {
+        ops.iter()
+            .enumerate()
+            .filter(|(_, o)| *o == op)
+            .nth(nth)
+            .map(|(i, _)| i)
+            .unwrap_or_else(|| panic!("{op} #{nth} in {ops:?}"))
+    };
+    // Plan: group + alarm; size: history; act: group + alarm again, then the change; then the
+    // read-back of the group.
+    assert_eq!(of("DescribeAutoScalingGroups"), 3, "{ops:?}");
+    assert_eq!(of("DescribeScalingActivities"), 3, "{ops:?}");
+    assert_eq!(of("DescribeAlarms"), 2, "{ops:?}");
+    assert_eq!(of("GetMetricData"), 1, "{ops:?}");
+    assert_eq!(of("SetDesiredCapacity"), 1, "{ops:?}");
+    let set = at("SetDesiredCapacity", 0);
+    // The first reads go out together (the emulator may log them interleaved); the second
+    // come after the history and the ledger, right before the change.
+    assert!(at("GetMetricData", 0) < at("DescribeAlarms", 1), "{ops:?}");
+    assert!(at("DescribeAlarms", 1) < set, "{ops:?}");
+    assert!(at("DescribeScalingActivities", 1) < set, "{ops:?}");
+    assert!(at("DescribeAutoScalingGroups", 2) > set, "{ops:?}");
+    let ledger: Vec<&String> = ops[..set].iter().filter(|o| o.ends_with("Item")).collect();
+    assert!(!ledger.is_empty(), "{ops:?}");
+    eprintln!("AWS calls for one resize, in order: {ops:?}");
+}
