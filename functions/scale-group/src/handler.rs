@@ -284,9 +284,12 @@ impl Deps {
     ) -> Result<AuditBuilder, AuditRecord> {
         let (group, current) =
             tokio::join!(self.groups.facts(&action.group), self.alarms.current(alarm));
+        // Nothing was changed: marked `action_failed`, so that the guarded act releases the
+        // reservation and hands a retryable error back for Lambda to retry.
         let current = current.map_err(|e| {
             audit
                 .clone()
+                .detail("action_failed", true)
                 .detail("retryable", e.retryable)
                 .failed("describe-alarm-failed", e.to_string())
         })?;
@@ -306,6 +309,7 @@ impl Deps {
             }
             Err(e) => {
                 return Err(audit
+                    .detail("action_failed", true)
                     .detail("retryable", e.retryable)
                     .failed("describe-failed", e.to_string()))
             }

@@ -26,12 +26,20 @@ struct FakeGroups {
     reads: AtomicUsize,
     /// Someone else sets the desired capacity to this right after the first read.
     moved_after_first_read: Mutex<Option<u32>>,
+    /// Reads after the first fail (throttled).
+    later_reads_fail: std::sync::atomic::AtomicBool,
 }
 
 #[selfheal_core::ports::groups::async_trait]
 impl Groups for FakeGroups {
     async fn facts(&self, name: &str) -> Result<Option<GroupFacts>, AwsError> {
         let g = self.group.lock().unwrap().clone();
+        let first = self.reads.load(Ordering::SeqCst) == 0;
+        if !first && self.later_reads_fail.load(Ordering::SeqCst) {
+            let mut e = AwsError::new("autoscaling:DescribeAutoScalingGroups", name, "throttled");
+            e.retryable = true;
+            return Err(e);
+        }
         if self.reads.fetch_add(1, Ordering::SeqCst) == 0 {
             if let Some(to) = *self.moved_after_first_read.lock().unwrap() {
                 self.group.lock().unwrap().desired = to;
@@ -92,6 +100,7 @@ fn deps(
         set: Mutex::new(Vec::new()),
         reads: AtomicUsize::new(0),
         moved_after_first_read: Mutex::new(None),
+        later_reads_fail: Default::default(),
     });
     let history = Arc::new(FakeHistory::new(answer));
     let mut settings = Settings::from_lookup(lookup).unwrap();
@@ -440,4 +449,28 @@ async fn the_group_and_the_alarm_are_read_together() {
     // Group: plan, re-check, read-back; alarm: plan, re-check.
     assert_eq!(groups.reads.load(Ordering::SeqCst), 3);
     assert_eq!(alarms.calls(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_re_read_changes_nothing_and_asks_for_a_retry() {
+    let (d, groups, _) = deps(load(3, |_| 700.0), &[], 1, 20, 2);
+    groups.later_reads_fail.store(true, Ordering::SeqCst);
+    let r = d
+        .handle(
+            event("out", &[72.0]),
+            Invocation::local(std::time::Duration::from_secs(30)),
+        )
+        .await;
+    assert!(groups.set.lock().unwrap().is_empty());
+    // Nothing changed: the record is marked so the guarded act can release the reservation.
+    match r {
+        Ok(resp) => {
+            let rec = &resp.audits[0];
+            assert_eq!(rec.code, "describe-failed", "{rec:?}");
+            assert_eq!(rec.details["action_failed"], true, "{rec:?}");
+            assert_eq!(rec.details["retryable"], true, "{rec:?}");
+        }
+        // Once act_guarded hands failed actions back: a retryable error for Lambda.
+        Err(e) => assert!(e.to_string().contains("throttled"), "{e}"),
+    }
 }
