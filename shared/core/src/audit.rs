@@ -62,14 +62,20 @@ impl AuditRecord {
         }
     }
 
+    /// True when the action failed without changing anything (see
+    /// [`AuditBuilder::action_failed`]).
+    pub fn action_failed(&self) -> bool {
+        self.decision == Outcome::Failed
+            && self.details.get("action_failed").and_then(Value::as_bool) == Some(true)
+    }
+
     /// Should an operator hear about it?
     pub fn notify_worthy(&self) -> bool {
         match self.decision {
             Outcome::Acted | Outcome::Failed => true,
             Outcome::DryRun => false,
             Outcome::Skipped => {
-                self.code == SkipCode::TargetCapReached.as_str()
-                    || self.code == SkipCode::BlastRadius.as_str()
+                SkipCode::ESCALATING.iter().any(|c| self.code == c.as_str())
                     || self.details.get("escalate").and_then(Value::as_bool) == Some(true)
             }
         }
@@ -139,6 +145,15 @@ impl AuditBuilder {
 
     pub fn failed(self, code: &str, reason: impl Into<String>) -> AuditRecord {
         self.finish(Outcome::Failed, code, reason.into())
+    }
+
+    /// The action was attempted and failed without changing anything (the AWS call was
+    /// refused or never reached the service): `Common::act_guarded` releases its reservation
+    /// and hands it back for a retry when `error` is retryable.
+    pub fn action_failed(self, code: &str, error: &crate::error::AwsError) -> AuditRecord {
+        self.detail("action_failed", true)
+            .detail("retryable", error.retryable)
+            .failed(code, error.to_string())
     }
 
     /// The record for a guardrail verdict other than `Act` (which the caller completes after

@@ -116,6 +116,12 @@ impl Common {
     /// reserve) the target; a refusal or a dry run is recorded as such; otherwise `act` runs
     /// and the record it returns (acted or failed, with what it learned) is recorded. A ledger
     /// that cannot be read or written is a failure, retryable when the ledger's error is.
+    ///
+    /// An action that failed without changing anything (a record built with
+    /// [`AuditBuilder::action_failed`]) releases its reservation, so the cooldown does not
+    /// block a retry while the attempt still counts toward the cap, and comes back as
+    /// `Err(Failed)`, retryable when the AWS error was: Lambda then retries the event, and a
+    /// fix that keeps failing reaches a person at the cap.
     pub async fn act_guarded<'a, T, F, Fut>(
         &self,
         audit: AuditBuilder,
@@ -127,7 +133,11 @@ impl Common {
         F: FnOnce(AuditBuilder) -> Fut,
         Fut: Future<Output = AuditRecord>,
     {
-        let verdict = match self.guard.check(action.target, Utc::now()).await {
+        let (verdict, reservation) = match self
+            .guard
+            .check_and_reserve(action.target, Utc::now())
+            .await
+        {
             Ok(v) => v,
             Err(e) => {
                 return Err(self
@@ -145,7 +155,28 @@ impl Common {
         }
         debug_assert_eq!(verdict, Verdict::Act);
         let rec = act(audit).await;
-        Ok(self.record(rec).await)
+        if !rec.action_failed() {
+            return Ok(self.record(rec).await);
+        }
+        let released = match &reservation {
+            Some(r) => match self.guard.release_failed(r).await {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::error!(function = self.function, target = %rec.target, error = %e, "could not release the reservation of a failed action; its cooldown stands");
+                    false
+                }
+            },
+            None => false,
+        };
+        let retryable = rec.details.get("retryable") == Some(&Value::Bool(true));
+        let mut rec = rec;
+        if let Value::Object(m) = &mut rec.details {
+            m.insert("reservation_released".into(), Value::Bool(released));
+        }
+        Err(Failed {
+            record: self.record(rec).await,
+            retryable,
+        })
     }
 }
 
@@ -208,5 +239,36 @@ mod tests {
         assert_eq!(rec.decision, Outcome::DryRun);
         assert!(rec.reason.contains("reboot t-1"));
         assert_eq!(rec.details["escalate"], true);
+    }
+
+    /// Issue 13, item 7: an action that still fails after the SDK's retries used to keep its
+    /// reservation: recorded, not retried, and the cooldown refused the next try, while the
+    /// alarm (still in ALARM) never fires again. Now it is released, handed back for a retry,
+    /// and counts toward the cap.
+    #[tokio::test]
+    async fn a_failed_action_is_released_retried_and_counts_toward_the_cap() {
+        let (c, _) = testing::common("fn", &[("SELFHEAL_TARGET_CAP", "2")]);
+        let inv = Invocation::local(std::time::Duration::from_secs(5));
+        let throttled = |a: AuditBuilder| async move {
+            a.detail("action_failed", true)
+                .detail("retryable", true)
+                .failed("x-failed", "throttled")
+        };
+        let first = c
+            .act_guarded(c.audit_for(&inv, "t", "t-1"), guarded("x"), throttled)
+            .await;
+        let first = first.expect_err("a failed action is handed back");
+        assert!(first.retryable, "throttling is worth a retry");
+        let second = c
+            .act_guarded(c.audit_for(&inv, "t", "t-1"), guarded("x"), throttled)
+            .await;
+        assert!(second.is_err(), "the retry was not refused by the cooldown");
+        let third = c
+            .act_guarded(c.audit_for(&inv, "t", "t-1"), guarded("x"), |a| async {
+                a.acted("done")
+            })
+            .await
+            .unwrap();
+        assert_eq!(third.code, SkipCode::TargetCapReached.as_str());
     }
 }

@@ -57,6 +57,13 @@ pub enum SkipCode {
     OwnedElsewhere,
     /// The configured remedy contradicts what the alarm says (scale out on a low-side alarm).
     Contradiction,
+    /// The group the target belongs to hit its cap of actions in the last hour.
+    GroupCap,
+    /// Many distinct targets alarmed at once: this event tripped the correlated-failure
+    /// breaker (a person must look: a shared dependency?).
+    BreakerTripped,
+    /// The correlated-failure breaker is open: no action until it closes.
+    BreakerOpen,
 }
 
 impl SkipCode {
@@ -86,12 +93,25 @@ impl SkipCode {
             Self::AlarmCleared => "alarm-cleared",
             Self::OwnedElsewhere => "owned-elsewhere",
             Self::Contradiction => "contradiction",
+            Self::GroupCap => "group-cap",
+            Self::BreakerTripped => "breaker-tripped",
+            Self::BreakerOpen => "breaker-open",
         }
     }
 
-    /// Refusals an operator must hear about: a cap stopped the automation.
+    /// Refusals an operator must hear about: a cap or the breaker stopped the automation.
+    pub const ESCALATING: [SkipCode; 4] = [
+        Self::TargetCapReached,
+        Self::BlastRadius,
+        Self::GroupCap,
+        Self::BreakerTripped,
+    ];
+
     pub fn needs_escalation(self) -> bool {
-        matches!(self, Self::TargetCapReached | Self::BlastRadius)
+        matches!(
+            self,
+            Self::TargetCapReached | Self::BlastRadius | Self::GroupCap | Self::BreakerTripped
+        )
     }
 }
 

@@ -14,16 +14,21 @@ use crate::common::Common;
 use crate::error::AwsError;
 use crate::guard::{Guardrails, KillSwitch, Policy};
 use crate::ports::alarms::{AlarmFacts, Alarms};
-use crate::ports::ledger::{Ledger, LedgerError, TargetRecord};
+use crate::ports::ledger::{FleetRecord, Ledger, LedgerError, LedgerWrite, TargetRecord};
 use crate::ports::metrics::{MetricHistory, MetricQuery, Window};
 use crate::ports::notifier::Notifier;
 
 /// An in-memory ledger for unit tests and local experiments. Same semantics as DynamoDB's
-/// conditional writes, under one mutex.
+/// conditional writes and transactions, under one mutex.
 #[derive(Default)]
 pub struct MemoryLedger {
-    targets: Mutex<HashMap<String, TargetRecord>>,
-    budgets: Mutex<HashMap<String, u32>>,
+    state: Mutex<LedgerState>,
+}
+
+#[derive(Default)]
+struct LedgerState {
+    targets: HashMap<String, TargetRecord>,
+    fleets: HashMap<String, FleetRecord>,
 }
 
 impl MemoryLedger {
@@ -31,26 +36,32 @@ impl MemoryLedger {
         Self::default()
     }
 
-    pub fn budget_used(&self, key: &str) -> u32 {
-        self.budgets
+    /// The fleet record stored under `key` (default when none).
+    pub fn fleet(&self, key: &str) -> FleetRecord {
+        self.state
             .lock()
-            .map(|b| b.get(key).copied().unwrap_or(0))
-            .unwrap_or(0)
+            .ok()
+            .and_then(|s| s.fleets.get(key).cloned())
+            .unwrap_or_default()
     }
-}
 
-fn poisoned(key: &str) -> LedgerError {
-    LedgerError::Malformed {
-        key: key.to_string(),
-        detail: "in-memory ledger lock poisoned".into(),
+    fn locked(&self, key: &str) -> Result<std::sync::MutexGuard<'_, LedgerState>, LedgerError> {
+        self.state.lock().map_err(|_| LedgerError::Malformed {
+            key: key.to_string(),
+            detail: "in-memory ledger lock poisoned".into(),
+        })
     }
 }
 
 #[async_trait]
 impl Ledger for MemoryLedger {
     async fn target(&self, key: &str) -> Result<TargetRecord, LedgerError> {
-        let targets = self.targets.lock().map_err(|_| poisoned(key))?;
-        Ok(targets.get(key).cloned().unwrap_or_default())
+        Ok(self
+            .locked(key)?
+            .targets
+            .get(key)
+            .cloned()
+            .unwrap_or_default())
     }
 
     async fn put_target(
@@ -58,38 +69,60 @@ impl Ledger for MemoryLedger {
         key: &str,
         next: &TargetRecord,
         expected_version: u64,
-        _expires_at: i64,
+        expires_at: i64,
     ) -> Result<bool, LedgerError> {
-        let mut targets = self.targets.lock().map_err(|_| poisoned(key))?;
-        let current = targets.get(key).map(|r| r.version).unwrap_or(0);
-        if current != expected_version {
-            return Ok(false);
-        }
-        targets.insert(key.to_string(), next.clone());
-        Ok(true)
+        self.write_all(&[LedgerWrite::Target {
+            key: key.to_string(),
+            record: next.clone(),
+            expected_version,
+            expires_at,
+        }])
+        .await
     }
 
-    async fn take_budget(
+    async fn read(
         &self,
-        key: &str,
-        cap: u32,
-        _expires_at: i64,
-    ) -> Result<bool, LedgerError> {
-        let mut budgets = self.budgets.lock().map_err(|_| poisoned(key))?;
-        let used = budgets.entry(key.to_string()).or_insert(0);
-        if *used >= cap {
-            return Ok(false);
-        }
-        *used += 1;
-        Ok(true)
+        target_key: &str,
+        fleet_key: &str,
+    ) -> Result<(TargetRecord, FleetRecord), LedgerError> {
+        let state = self.locked(target_key)?;
+        Ok((
+            state.targets.get(target_key).cloned().unwrap_or_default(),
+            state.fleets.get(fleet_key).cloned().unwrap_or_default(),
+        ))
     }
 
-    async fn return_budget(&self, key: &str) -> Result<(), LedgerError> {
-        let mut budgets = self.budgets.lock().map_err(|_| poisoned(key))?;
-        if let Some(used) = budgets.get_mut(key) {
-            *used = used.saturating_sub(1);
+    async fn write_all(&self, writes: &[LedgerWrite]) -> Result<bool, LedgerError> {
+        let mut state = self.locked(writes.first().map(LedgerWrite::key).unwrap_or(""))?;
+        let current = |state: &LedgerState, w: &LedgerWrite| match w {
+            LedgerWrite::Target { key, .. } => state.targets.get(key).map(|r| r.version),
+            LedgerWrite::Fleet { key, .. } => state.fleets.get(key).map(|r| r.version),
+        };
+        let expected = |w: &LedgerWrite| match w {
+            LedgerWrite::Target {
+                expected_version, ..
+            }
+            | LedgerWrite::Fleet {
+                expected_version, ..
+            } => *expected_version,
+        };
+        if writes
+            .iter()
+            .any(|w| current(&state, w).unwrap_or(0) != expected(w))
+        {
+            return Ok(false);
         }
-        Ok(())
+        for w in writes {
+            match w {
+                LedgerWrite::Target { key, record, .. } => {
+                    state.targets.insert(key.clone(), record.clone());
+                }
+                LedgerWrite::Fleet { key, record, .. } => {
+                    state.fleets.insert(key.clone(), record.clone());
+                }
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -257,9 +290,27 @@ mod tests {
             "second writer with a stale version loses"
         );
         assert_eq!(l.target("k").await.unwrap(), r);
-        assert!(l.take_budget("b", 1, 0).await.unwrap());
-        assert!(!l.take_budget("b", 1, 0).await.unwrap());
-        l.return_budget("b").await.unwrap();
-        assert_eq!(l.budget_used("b"), 0);
+        let fleet = |version| LedgerWrite::Fleet {
+            key: "f".into(),
+            record: FleetRecord {
+                version,
+                ..Default::default()
+            },
+            expected_version: version - 1,
+            expires_at: 0,
+        };
+        let stale_target = LedgerWrite::Target {
+            key: "k".into(),
+            record: r.clone(),
+            expected_version: 0,
+            expires_at: 0,
+        };
+        assert!(
+            !l.write_all(&[fleet(1), stale_target]).await.unwrap(),
+            "all or nothing"
+        );
+        assert_eq!(l.fleet("f").version, 0);
+        assert!(l.write_all(&[fleet(1)]).await.unwrap());
+        assert_eq!(l.read("k", "f").await.unwrap().1.version, 1);
     }
 }

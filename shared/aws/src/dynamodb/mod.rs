@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_dynamodb::Client;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use selfheal_core::AwsError;
 
 use crate::error::from_sdk;
@@ -37,10 +36,6 @@ pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
 
 pub(crate) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
-}
-
-pub(crate) fn is_condition_failure<E: ProvideErrorMetadata>(e: &E) -> bool {
-    e.code() == Some("ConditionalCheckFailedException")
 }
 
 pub(crate) async fn backoff(round: u32) {

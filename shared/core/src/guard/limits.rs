@@ -22,12 +22,19 @@ pub fn check_target(
     now: i64,
 ) -> Result<(), SkipReason> {
     let window_start = now - limits.cap_window.as_secs() as i64;
-    let in_window = record.actions.iter().filter(|t| **t > window_start).count() as u32;
-    if in_window >= limits.cap {
+    let in_window = |times: &[i64]| times.iter().filter(|t| **t > window_start).count() as u32;
+    let (acted, failed) = (in_window(&record.actions), in_window(&record.failures));
+    if acted + failed >= limits.cap {
+        let note = if failed > 0 {
+            format!(" ({failed} of them failed)")
+        } else {
+            String::new()
+        };
         return Err(SkipReason::new(
             SkipCode::TargetCapReached,
             format!(
-                "{in_window} actions in the last {}; cap is {} — escalating to a person instead of acting again",
+                "{} actions in the last {}{note}; cap is {} — escalating to a person instead of acting again",
+                acted + failed,
                 human(limits.cap_window),
                 limits.cap
             ),
@@ -76,6 +83,7 @@ mod tests {
         let rec = |actions: &[i64]| TargetRecord {
             version: 1,
             actions: actions.to_vec(),
+            failures: vec![],
         };
         let cases: &[(&[i64], Option<SkipCode>)] = &[
             (&[], None),
@@ -104,6 +112,7 @@ mod tests {
         let r = TargetRecord {
             version: 4,
             actions: vec![1, 50_000, 90_000],
+            failures: vec![],
         };
         let next = r.with_action(100_000, Duration::from_secs(6 * 3600));
         assert_eq!(next.version, 5);

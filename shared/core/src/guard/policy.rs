@@ -61,8 +61,17 @@ pub struct Policy {
     pub target_cap: u32,
     /// `SELFHEAL_TARGET_CAP_WINDOW_SECONDS`.
     pub target_cap_window: Duration,
-    /// `SELFHEAL_MAX_ACTIONS_PER_HOUR`: blast-radius cap for the whole function.
+    /// `SELFHEAL_MAX_ACTIONS_PER_HOUR`: blast-radius cap for the whole function, over any
+    /// rolling 60 minutes.
     pub max_actions_per_hour: u32,
+    /// `SELFHEAL_MAX_ACTIONS_PER_GROUP_PER_HOUR`: the same within one group of targets (tag
+    /// `selfheal:group`, or the instance's Auto Scaling group).
+    pub max_actions_per_group_per_hour: u32,
+    /// `SELFHEAL_BREAKER_TARGETS`: distinct targets alarming within `breaker_window` that stop
+    /// all action (a shared dependency?); 0 turns the breaker off.
+    pub breaker_targets: u32,
+    /// `SELFHEAL_BREAKER_WINDOW_SECONDS`.
+    pub breaker_window: Duration,
     /// `SELFHEAL_EXECUTION_WINDOW`: when acting is allowed (UTC); unset means always.
     pub window: Option<ExecutionWindow>,
     /// `SELFHEAL_LEDGER_TABLE`: DynamoDB table for cooldowns, caps and idempotency.
@@ -117,6 +126,17 @@ impl Policy {
                 6 * 3600,
             )?),
             max_actions_per_hour: parse_u64(&get, "SELFHEAL_MAX_ACTIONS_PER_HOUR", 20)? as u32,
+            max_actions_per_group_per_hour: parse_u64(
+                &get,
+                "SELFHEAL_MAX_ACTIONS_PER_GROUP_PER_HOUR",
+                3,
+            )? as u32,
+            breaker_targets: parse_u64(&get, "SELFHEAL_BREAKER_TARGETS", 10)? as u32,
+            breaker_window: Duration::from_secs(parse_u64(
+                &get,
+                "SELFHEAL_BREAKER_WINDOW_SECONDS",
+                600,
+            )?),
             window,
             ledger_table: get("SELFHEAL_LEDGER_TABLE"),
             topic_arn: get("SELFHEAL_TOPIC_ARN"),

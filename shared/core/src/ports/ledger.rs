@@ -15,6 +15,9 @@ pub struct TargetRecord {
     pub version: u64,
     /// Times (epoch seconds) of recent actions, oldest first.
     pub actions: Vec<i64>,
+    /// Times of recent actions that failed (nothing changed): they count toward the cap, not
+    /// the cooldown, so a retry can come soon but a fix that keeps failing reaches a person.
+    pub failures: Vec<i64>,
 }
 
 impl TargetRecord {
@@ -32,9 +35,80 @@ impl TargetRecord {
             .filter(|t| *t > cutoff)
             .collect();
         actions.push(now);
+        let failures = self
+            .failures
+            .iter()
+            .copied()
+            .filter(|t| *t > cutoff)
+            .collect();
         TargetRecord {
             version: self.version + 1,
             actions,
+            failures,
+        }
+    }
+
+    /// The record after the action taken at `at` failed.
+    pub fn with_failure(&self, at: i64) -> TargetRecord {
+        let mut next = self.clone();
+        if let Some(i) = next.actions.iter().rposition(|t| *t == at) {
+            next.actions.remove(i);
+        }
+        next.failures.push(at);
+        next.version += 1;
+        next
+    }
+}
+
+/// One action in a function's sliding window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetAction {
+    pub at: i64,
+    pub target: String,
+    pub group: Option<String>,
+}
+
+/// One target that alarmed (reached the guardrails) recently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetAlarm {
+    pub at: i64,
+    pub target: String,
+}
+
+/// What the ledger knows about a whole function: its recent actions (the sliding-window
+/// budget and the per-group cap), the targets that alarmed recently, and when the
+/// correlated-failure breaker tripped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetRecord {
+    /// 0 when there is no record yet.
+    pub version: u64,
+    pub actions: Vec<FleetAction>,
+    pub alarmed: Vec<FleetAlarm>,
+    pub tripped_at: Option<i64>,
+}
+
+/// One conditional write: it succeeds only if the stored version is still `expected_version`
+/// (0: no record yet). `expires_at` is the item's TTL (epoch s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerWrite {
+    Target {
+        key: String,
+        record: TargetRecord,
+        expected_version: u64,
+        expires_at: i64,
+    },
+    Fleet {
+        key: String,
+        record: FleetRecord,
+        expected_version: u64,
+        expires_at: i64,
+    },
+}
+
+impl LedgerWrite {
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Target { key, .. } | Self::Fleet { key, .. } => key,
         }
     }
 }
@@ -69,9 +143,15 @@ pub trait Ledger: Send + Sync {
         expires_at: i64,
     ) -> Result<bool, LedgerError>;
 
-    /// Takes one unit from a counter capped at `cap`; `false` when the cap is reached.
-    async fn take_budget(&self, key: &str, cap: u32, expires_at: i64) -> Result<bool, LedgerError>;
+    /// The target's record and the function's fleet record, read together (strongly
+    /// consistent); defaults (version 0) when absent.
+    async fn read(
+        &self,
+        target_key: &str,
+        fleet_key: &str,
+    ) -> Result<(TargetRecord, FleetRecord), LedgerError>;
 
-    /// Gives back a unit taken by `take_budget` (when the action it was for did not happen).
-    async fn return_budget(&self, key: &str) -> Result<(), LedgerError>;
+    /// Applies every write or none (one transaction). Returns `false` when any write's
+    /// version condition failed (another writer got there first).
+    async fn write_all(&self, writes: &[LedgerWrite]) -> Result<bool, LedgerError>;
 }
