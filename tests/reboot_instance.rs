@@ -6,9 +6,12 @@ use std::sync::Arc;
 use crate::support::*;
 use reboot_instance::{Deps, Settings, FUNCTION};
 use selfheal_aws::aws_config::SdkConfig;
+use selfheal_aws::aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
 use selfheal_aws::aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
+use selfheal_aws::cloudwatch_alarms::CloudWatchAlarms;
 use selfheal_aws::ec2::Ec2Instances;
-use selfheal_core::{AuditRecord, Outcome};
+use selfheal_core::alarm::parse_time;
+use selfheal_core::{parse_alarms, AuditRecord, Outcome};
 use selfheal_core::{Function, HandlerError, Invocation};
 use serde_json::Value;
 
@@ -38,14 +41,17 @@ impl World {
         let common =
             selfheal_lambda::bootstrap::common(FUNCTION, policy(FUNCTION, &pairs), &self.sdk)
                 .expect("common");
-        Deps {
+        Deps::new(
             common,
-            instances: Arc::new(Ec2Instances(selfheal_aws::aws_sdk_ec2::Client::new(
+            Arc::new(Ec2Instances(selfheal_aws::aws_sdk_ec2::Client::new(
                 &self.sdk,
             ))),
-            history: Arc::new(selfheal_aws::cloudwatch::CloudWatchHistory::new(&self.sdk)),
-            settings: Settings::default(),
-        }
+            Arc::new(selfheal_aws::cloudwatch::CloudWatchHistory::new(&self.sdk)),
+            Arc::new(CloudWatchAlarms(
+                selfheal_aws::aws_sdk_cloudwatch::Client::new(&self.sdk),
+            )),
+            Settings::default(),
+        )
     }
 
     async fn instance(&self, tagged: bool) -> String {
@@ -87,6 +93,118 @@ impl World {
     }
 }
 
+/// A CloudWatch alarm in the emulator that sample events are pointed at.
+struct EmulatedAlarm {
+    name: String,
+    arn: String,
+}
+
+/// Who asked for the reboot: the alarm's metric, or the alarm's opt-in tag.
+const OPTED_IN: &[(&str, &str)] = &[("selfheal:reboot", "true")];
+
+impl World {
+    /// An alarm on `metric` of the instance, tagged `tags`, put into `state`.
+    async fn alarm(&self, metric: &str, tags: &[(&str, &str)], state: StateValue) -> EmulatedAlarm {
+        use selfheal_aws::aws_sdk_cloudwatch::types::Tag;
+        let cw = selfheal_aws::aws_sdk_cloudwatch::Client::new(&self.sdk);
+        let name = unique("web-alarm");
+        let mut put = cw
+            .put_metric_alarm()
+            .alarm_name(&name)
+            .namespace("AWS/EC2")
+            .metric_name(metric)
+            .statistic(Statistic::Maximum)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(0.5)
+            .comparison_operator(ComparisonOperator::GreaterThanThreshold);
+        for (k, v) in tags {
+            put = put.tags(Tag::builder().key(*k).value(*v).build());
+        }
+        put.send().await.expect("put alarm");
+        cw.set_alarm_state()
+            .alarm_name(&name)
+            .state_value(state)
+            .state_reason("test")
+            .send()
+            .await
+            .expect("set alarm state");
+        let region = self.sdk.region().expect("region").to_string();
+        let arn = format!("arn:aws:cloudwatch:{region}:123456789012:alarm:{name}");
+        EmulatedAlarm { name, arn }
+    }
+
+    /// An opted-in alarm in ALARM for `sample`'s metric (tagged `selfheal:reboot=true`, which
+    /// the CPU samples need since issue 13 item 3 and the status-check samples do not), and
+    /// `sample` pointed at it and at instance `id`, sent now.
+    async fn alarm_event(&self, sample: &str, id: &str) -> Value {
+        let ev = sample_event(sample);
+        let metric = parse_alarms(&ev).unwrap()[0]
+            .metric_name
+            .clone()
+            .unwrap_or_else(|| "StatusCheckFailed".into());
+        let alarm = self.alarm(&metric, OPTED_IN, StateValue::Alarm).await;
+        point(&ev, &alarm, id, chrono::Utc::now())
+    }
+}
+
+/// `ev` about `alarm` and instance `id`, the alarm having changed state at `at`.
+fn point(ev: &Value, alarm: &EmulatedAlarm, id: &str, at: chrono::DateTime<chrono::Utc>) -> Value {
+    let parsed = parse_alarms(ev).unwrap().remove(0);
+    let mut ev = retarget(ev, PLACEHOLDER, id);
+    ev = retarget(&ev, &parsed.name, &alarm.name);
+    if let Some(arn) = &parsed.arn {
+        ev = retarget(&ev, arn, &alarm.arn);
+    }
+    at_time(&ev, &at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string())
+}
+
+/// Every timestamp in `v` (also inside JSON-in-a-string) replaced by `t`.
+fn at_time(v: &Value, t: &str) -> Value {
+    match v {
+        Value::String(s) if parse_time(s).is_some() => Value::String(t.to_string()),
+        Value::String(s) if s.starts_with('{') => match serde_json::from_str::<Value>(s) {
+            Ok(inner) => Value::String(at_time(&inner, t).to_string()),
+            Err(_) => v.clone(),
+        },
+        Value::Array(a) => Value::Array(a.iter().map(|x| at_time(x, t)).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, x)| (k.clone(), at_time(x, t))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// `s` as it appears in a form-encoded (query protocol) request body.
+fn query(s: &str) -> String {
+    s.replace(':', "%3A").replace('/', "%2F")
+}
+
+/// A recorded request as text: target header, URL and decoded body.
+fn request_text(r: &Value) -> String {
+    use base64::Engine;
+    let raw = r["body"].as_str().unwrap_or_default();
+    let body = if r["body_encoded"].as_bool() == Some(true) {
+        base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    } else {
+        raw.to_string()
+    };
+    let target = r["headers"]["X-Amz-Target"].as_str().unwrap_or_default();
+    format!("{target} {} {body}", r["url"].as_str().unwrap_or_default())
+}
+
+/// The API action of a recorded request (`DescribeAlarms`, `PutItem`, ...).
+fn action_of(text: &str) -> Option<String> {
+    if let Some(p) = text.find("Action=") {
+        return text[p + 7..].split('&').next().map(str::to_string);
+    }
+    let target = text.split(' ').next().filter(|t| !t.is_empty())?;
+    Some(target.rsplit('.').next().unwrap_or(target).to_string())
+}
+
 fn reboots_of(id: &str) -> usize {
     recorded_requests(&["Action=RebootInstances", &format!("InstanceId.1={id}")]).len()
 }
@@ -116,11 +234,7 @@ async fn every_alarm_shape_reboots_a_tagged_running_instance() {
         "reboot-instance-lambda-action-metric-math.json",
     ] {
         let id = w.instance(true).await;
-        let rec = one(
-            run(&deps, retarget(&sample_event(sample), PLACEHOLDER, &id))
-                .await
-                .unwrap(),
-        );
+        let rec = one(run(&deps, w.alarm_event(sample, &id).await).await.unwrap());
         assert_eq!(rec.decision, Outcome::Acted, "{sample}: {rec:?}");
         assert_eq!(rec.target, id);
         assert_eq!(
@@ -143,11 +257,7 @@ async fn second_alarm_is_refused_by_cooldown_and_untagged_is_refused() {
     let w = World::new().await;
     let deps = w.deps(&[]);
     let id = w.instance(true).await;
-    let ev = retarget(
-        &sample_event("reboot-instance-eventbridge.json"),
-        PLACEHOLDER,
-        &id,
-    );
+    let ev = w.alarm_event("reboot-instance-eventbridge.json", &id).await;
     assert_eq!(
         one(run(&deps, ev.clone()).await.unwrap()).decision,
         Outcome::Acted
@@ -162,11 +272,7 @@ async fn second_alarm_is_refused_by_cooldown_and_untagged_is_refused() {
     let untagged = w.instance(false).await;
     let rec = one(run(
         &deps,
-        retarget(
-            &sample_event("reboot-instance-sns.json"),
-            PLACEHOLDER,
-            &untagged,
-        ),
+        w.alarm_event("reboot-instance-sns.json", &untagged).await,
     )
     .await
     .unwrap());
@@ -201,11 +307,8 @@ async fn non_actionable_alarms_are_skipped_with_reasons() {
     }
     let missing = one(run(
         &deps,
-        retarget(
-            &sample_event("reboot-instance-eventbridge.json"),
-            PLACEHOLDER,
-            "i-0000000000000dead",
-        ),
+        w.alarm_event("reboot-instance-eventbridge.json", "i-0000000000000dead")
+            .await,
     )
     .await
     .unwrap());
@@ -220,11 +323,8 @@ async fn non_actionable_alarms_are_skipped_with_reasons() {
         .unwrap();
     let rec = one(run(
         &deps,
-        retarget(
-            &sample_event("reboot-instance-eventbridge.json"),
-            PLACEHOLDER,
-            &stopped,
-        ),
+        w.alarm_event("reboot-instance-eventbridge.json", &stopped)
+            .await,
     )
     .await
     .unwrap());
@@ -236,11 +336,9 @@ async fn non_actionable_alarms_are_skipped_with_reasons() {
 async fn dry_run_and_kill_switch_change_nothing() {
     let w = World::new().await;
     let id = w.instance(true).await;
-    let ev = retarget(
-        &sample_event("reboot-instance-lambda-action.json"),
-        PLACEHOLDER,
-        &id,
-    );
+    let ev = w
+        .alarm_event("reboot-instance-lambda-action.json", &id)
+        .await;
 
     let dry = one(run(&w.deps(&[("SELFHEAL_DRY_RUN", "true")]), ev.clone())
         .await
@@ -297,11 +395,7 @@ async fn cap_escalates_instead_of_acting() {
         ("SELFHEAL_TARGET_CAP", "2"),
     ]);
     let id = w.instance(true).await;
-    let ev = retarget(
-        &sample_event("reboot-instance-eventbridge.json"),
-        PLACEHOLDER,
-        &id,
-    );
+    let ev = w.alarm_event("reboot-instance-eventbridge.json", &id).await;
     let codes: Vec<String> = {
         let mut v = Vec::new();
         for _ in 0..3 {
@@ -324,11 +418,7 @@ async fn concurrent_alarms_for_one_instance_reboot_it_once() {
     let w = World::new().await;
     let deps = Arc::new(w.deps(&[]));
     let id = w.instance(true).await;
-    let ev = retarget(
-        &sample_event("reboot-instance-eventbridge.json"),
-        PLACEHOLDER,
-        &id,
-    );
+    let ev = w.alarm_event("reboot-instance-eventbridge.json", &id).await;
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let (deps, ev) = (deps.clone(), ev.clone());
@@ -362,4 +452,234 @@ async fn malformed_event_is_rejected_and_reported() {
     let notices = w.inbox.drain().await;
     assert_eq!(notices.len(), 1);
     assert_eq!(notices[0].1["code"], "malformed-event");
+}
+
+// Issue 13 item 2: a metric-math alarm over two instances cannot say which one is sick.
+#[tokio::test]
+async fn metric_math_alarm_over_two_instances_reboots_neither() {
+    let w = World::new().await;
+    let deps = w.deps(&[]);
+    let (a, b) = (w.instance(true).await, w.instance(true).await);
+    let alarm = w
+        .alarm("StatusCheckFailed", OPTED_IN, StateValue::Alarm)
+        .await;
+    let mut ev = point(
+        &sample_event("reboot-instance-eventbridge-metric-math.json"),
+        &alarm,
+        &a,
+        chrono::Utc::now(),
+    );
+    ev["detail"]["configuration"]["metrics"][2]["metricStat"]["metric"]["dimensions"]
+        ["InstanceId"] = Value::String(b.clone());
+    let rec = one(run(&deps, ev).await.unwrap());
+    assert_eq!(
+        reboots_of(&a) + reboots_of(&b),
+        0,
+        "neither instance is rebooted: {rec:?}"
+    );
+    assert_eq!(
+        (rec.decision, rec.code.as_str()),
+        (Outcome::Skipped, "several-targets")
+    );
+    assert!(
+        rec.reason.contains(&a) && rec.reason.contains(&b),
+        "{}",
+        rec.reason
+    );
+}
+
+// Issue 13 item 3: a capacity alarm (CPU high at peak) on an opted-in instance is not a
+// reason to reboot it; only alarms that ask for a reboot do.
+#[tokio::test]
+async fn cpu_alarm_on_an_opted_in_instance_reboots_nothing() {
+    let w = World::new().await;
+    let deps = w.deps(&[]);
+    let id = w.instance(true).await;
+    let alarm = w.alarm("CPUUtilization", &[], StateValue::Alarm).await;
+    for sample in [
+        "reboot-instance-eventbridge.json",
+        "reboot-instance-sns.json",
+        "reboot-instance-lambda-action.json",
+    ] {
+        let ev = point(&sample_event(sample), &alarm, &id, chrono::Utc::now());
+        let rec = one(run(&deps, ev).await.unwrap());
+        assert_eq!(reboots_of(&id), 0, "{sample}: {rec:?}");
+        assert_eq!(
+            (rec.decision, rec.code.as_str()),
+            (Outcome::Skipped, "not-requested"),
+            "{sample}"
+        );
+        assert!(
+            rec.reason.contains("selfheal:reboot=true")
+                && rec.reason.contains("SELFHEAL_REBOOT_METRICS"),
+            "the reason says how to opt in: {}",
+            rec.reason
+        );
+    }
+    // The alarm's tags were read once, then cached.
+    assert_eq!(
+        recorded_requests(&["ListTagsForResource", &query(&alarm.arn)]).len(),
+        1
+    );
+}
+
+// Issue 13 item 3: the alarm's opt-in tag asks for a reboot whatever its metric; read once
+// per alarm and cached; a status-check alarm needs no tag and costs no tag read.
+#[tokio::test]
+async fn cpu_alarm_tagged_for_reboot_reboots_and_its_tags_are_read_once() {
+    let w = World::new().await;
+    let deps = w.deps(&[("SELFHEAL_COOLDOWN_SECONDS", "0")]);
+    let id = w.instance(true).await;
+    let alarm = w.alarm("CPUUtilization", OPTED_IN, StateValue::Alarm).await;
+    for sample in [
+        "reboot-instance-eventbridge.json",
+        "reboot-instance-lambda-action.json",
+    ] {
+        let ev = point(&sample_event(sample), &alarm, &id, chrono::Utc::now());
+        let rec = one(run(&deps, ev).await.unwrap());
+        assert_eq!(rec.decision, Outcome::Acted, "{sample}: {rec:?}");
+    }
+    assert_eq!(reboots_of(&id), 2);
+    assert_eq!(
+        recorded_requests(&["ListTagsForResource", &query(&alarm.arn)]).len(),
+        1,
+        "tags cached per alarm"
+    );
+
+    let checks = w.alarm("StatusCheckFailed", &[], StateValue::Alarm).await;
+    let other = w.instance(true).await;
+    let ev = point(
+        &sample_event("reboot-instance-sns-metric-math.json"),
+        &checks,
+        &other,
+        chrono::Utc::now(),
+    );
+    assert_eq!(one(run(&deps, ev).await.unwrap()).decision, Outcome::Acted);
+    assert_eq!(reboots_of(&other), 1);
+    assert!(recorded_requests(&["ListTagsForResource", &query(&checks.arn)]).is_empty());
+}
+
+// Issue 13 item 6: an event retried for hours is not acted on.
+#[tokio::test]
+async fn alarm_event_two_hours_old_reboots_nothing() {
+    let w = World::new().await;
+    let deps = w.deps(&[]);
+    let id = w.instance(true).await;
+    let alarm = w
+        .alarm("StatusCheckFailed", OPTED_IN, StateValue::Alarm)
+        .await;
+    let ev = point(
+        &sample_event("reboot-instance-eventbridge-metric-math.json"),
+        &alarm,
+        &id,
+        chrono::Utc::now() - chrono::Duration::hours(2),
+    );
+    let rec = one(run(&deps, ev).await.unwrap());
+    assert_eq!(reboots_of(&id), 0, "{rec:?}");
+    assert_eq!(
+        (rec.decision, rec.code.as_str()),
+        (Outcome::Skipped, "stale-event")
+    );
+}
+
+// Issue 13 item 6: the alarm went back to OK (or was deleted) before the function acted.
+#[tokio::test]
+async fn alarm_back_in_ok_before_the_reboot_reboots_nothing() {
+    let w = World::new().await;
+    let deps = w.deps(&[]);
+    let id = w.instance(true).await;
+    let sample = sample_event("reboot-instance-sns-metric-math.json");
+    let cleared = w.alarm("StatusCheckFailed", OPTED_IN, StateValue::Ok).await;
+    let deleted = EmulatedAlarm {
+        name: unique("deleted-alarm"),
+        arn: cleared.arn.replace(&cleared.name, "deleted"),
+    };
+    for alarm in [&cleared, &deleted] {
+        let ev = point(&sample, alarm, &id, chrono::Utc::now());
+        let rec = one(run(&deps, ev).await.unwrap());
+        assert_eq!(reboots_of(&id), 0, "{}: {rec:?}", alarm.name);
+        assert_eq!(
+            (rec.decision, rec.code.as_str()),
+            (Outcome::Skipped, "alarm-cleared")
+        );
+    }
+}
+
+// Issue 13 item 4: the reads before a reboot, counted from the emulator's request log.
+#[tokio::test]
+async fn reads_before_a_reboot_are_counted() {
+    let w = World::new().await;
+    let deps = w.deps(&[]);
+    let id = w.instance(true).await;
+    let alarm = w.alarm("CPUUtilization", OPTED_IN, StateValue::Alarm).await;
+    let ev = point(
+        &sample_event("reboot-instance-eventbridge.json"),
+        &alarm,
+        &id,
+        chrono::Utc::now(),
+    );
+    assert_eq!(one(run(&deps, ev).await.unwrap()).decision, Outcome::Acted);
+    let count = |needles: &[&str]| recorded_requests(needles).len();
+    // In the order the emulator saw them: what this event asked for.
+    let ours = [
+        id.clone(),
+        alarm.name.clone(),
+        query(&alarm.arn),
+        w.table.clone(),
+    ];
+    let seen: Vec<String> = recorded_requests(&[])
+        .iter()
+        .map(request_text)
+        .filter(|text| ours.iter().any(|n| text.contains(n.as_str())))
+        .filter_map(|text| action_of(&text))
+        .collect();
+    eprintln!("requests for one alarm event, in order: {seen:?}");
+    let calls = [
+        ("DescribeInstances", count(&["DescribeInstances", &id])),
+        ("DescribeAlarms", count(&["DescribeAlarms", &alarm.name])),
+        (
+            "ListTagsForResource",
+            count(&["ListTagsForResource", &query(&alarm.arn)]),
+        ),
+        ("GetMetricData", count(&["GetMetricData", &id])),
+        ("RebootInstances", reboots_of(&id)),
+    ];
+    eprintln!("calls for one alarm event: {calls:?}");
+    // GetMetricData: the anomaly gate reads its 11 windows (recent hours, 7 days, 3 more
+    // weeks), one call each, all at once.
+    assert_eq!(calls.map(|(_, n)| n), [1, 1, 1, 11, 1], "{calls:?}");
+    // The three checks went out before anything else the event asked for (together: the
+    // handler test `the_reads_before_a_reboot_go_out_together` measures that), then the gate,
+    // then the ledger, then the reboot.
+    let event: Vec<&str> = seen
+        .iter()
+        .map(String::as_str)
+        .skip_while(|a| {
+            !matches!(
+                *a,
+                "DescribeInstances" | "DescribeAlarms" | "ListTagsForResource"
+            )
+        })
+        .collect();
+    let mut reads = event[..3].to_vec();
+    reads.sort();
+    assert_eq!(
+        reads,
+        ["DescribeAlarms", "DescribeInstances", "ListTagsForResource"],
+        "{event:?}"
+    );
+    assert!(
+        event[3..14].iter().all(|a| *a == "GetMetricData"),
+        "{event:?}"
+    );
+    let reboot = event
+        .iter()
+        .position(|a| *a == "RebootInstances")
+        .expect("rebooted");
+    assert!(
+        event[14..reboot]
+            .iter()
+            .all(|a| !a.starts_with("Describe") && !a.starts_with("List")),
+        "only the ledger between the gate and the reboot: {event:?}"
+    );
 }

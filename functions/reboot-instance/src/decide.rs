@@ -47,13 +47,14 @@ pub fn target(alarm: &Alarm, settings: &Settings) -> Result<String, SkipReason> 
             ),
         ));
     }
-    match alarm.dimension("InstanceId") {
-        Some(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
-        _ => Err(SkipReason::new(
+    // A metric-math alarm may read several instances: it cannot say which one is sick, and
+    // rebooting the first could reboot the healthy one.
+    alarm.single_target("InstanceId")?.ok_or_else(|| {
+        SkipReason::new(
             SkipCode::NoTarget,
             format!("alarm {} has no InstanceId dimension", alarm.name),
-        )),
-    }
+        )
+    })
 }
 
 /// Reboot or not, from the alarm and what EC2 says about the instance.
@@ -86,7 +87,7 @@ pub fn decide(alarm: &Alarm, id: &str, facts: Option<&InstanceFacts>) -> Decisio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::alarm;
+    use crate::fixtures::{alarm, alarm_on};
     use serde_json::json;
     use std::collections::BTreeMap;
 
@@ -141,6 +142,20 @@ mod tests {
                     json!({"AutoScalingGroupName": "g"}),
                 ),
                 Err(SkipCode::NoTarget),
+            ),
+            (
+                alarm_on(
+                    &["StatusCheckFailed", "StatusCheckFailed"],
+                    json!([{"InstanceId": "i-a"}, {"InstanceId": "i-b"}]),
+                ),
+                Err(SkipCode::SeveralTargets),
+            ),
+            (
+                alarm_on(
+                    &["StatusCheckFailed_Instance", "StatusCheckFailed_System"],
+                    json!([{"InstanceId": "i-a"}, {"InstanceId": " i-a "}]),
+                ),
+                Ok("i-a".into()),
             ),
         ];
         for (a, want) in cases {

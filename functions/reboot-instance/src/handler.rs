@@ -1,4 +1,5 @@
-//! The flow for one event: for each alarm, the facts through the ports, the decision, the
+//! The flow for one event: for each alarm, the checks the event alone answers (one target,
+//! fresh, asks for a reboot), the facts through the ports (read together), the decision, the
 //! anomaly gate, then the guarded reboot; every outcome audited.
 
 use std::sync::Arc;
@@ -7,16 +8,19 @@ use chrono::Utc;
 use serde_json::Value;
 
 use selfheal_core::anomaly::Point;
+use selfheal_core::ports::alarms::{check_still_alarming, AlarmFacts, Alarms};
 use selfheal_core::ports::instances::{InstanceFacts, Instances};
 use selfheal_core::ports::metrics::MetricHistory;
 use selfheal_core::{
-    Alarm, AuditBuilder, AuditRecord, Common, Decision, Function, Guarded, HandlerError,
+    Alarm, AuditBuilder, AuditRecord, AwsError, Common, Decision, Function, Guarded, HandlerError,
     Invocation, Response, SkipReason, Target,
 };
 
 use crate::decide::{decide, target, Reboot};
 use crate::gate::{self, GateFetch, GateReport, GATE_FETCH_TIMEOUT};
+use crate::request::{self, Request};
 use crate::settings::Settings;
+use crate::tag_cache::{TagCache, Tags};
 
 /// The ports and settings the flow runs over: `main.rs` builds them from the environment,
 /// tests from fakes or from adapters against the emulator.
@@ -25,7 +29,29 @@ pub struct Deps {
     pub instances: Arc<dyn Instances>,
     /// The alarm metric's history, for the anomaly gate.
     pub history: Arc<dyn MetricHistory>,
+    /// The alarm as CloudWatch has it now: still in ALARM? tagged for a reboot?
+    pub alarms: Arc<dyn Alarms>,
     pub settings: Settings,
+    /// Alarm tags read earlier (`SELFHEAL_ALARM_TAG_CACHE_SECONDS`), so an alarm that fires
+    /// often costs one tag read per cache period, not one per event.
+    alarm_tags: TagCache,
+}
+
+/// Why the flow stops before acting: a skip, or a read that failed (retried by Lambda when
+/// `retryable`).
+enum Stop {
+    Skip(SkipReason),
+    Failed {
+        code: &'static str,
+        error: AwsError,
+        retryable: bool,
+    },
+}
+
+impl From<SkipReason> for Stop {
+    fn from(reason: SkipReason) -> Self {
+        Stop::Skip(reason)
+    }
 }
 
 impl Function for Deps {
@@ -39,6 +65,24 @@ impl Function for Deps {
 }
 
 impl Deps {
+    pub fn new(
+        common: Common,
+        instances: Arc<dyn Instances>,
+        history: Arc<dyn MetricHistory>,
+        alarms: Arc<dyn Alarms>,
+        settings: Settings,
+    ) -> Self {
+        let alarm_tags = TagCache::new(settings.alarm_tag_cache);
+        Self {
+            common,
+            instances,
+            history,
+            alarms,
+            settings,
+            alarm_tags,
+        }
+    }
+
     async fn handle_alarm(
         &self,
         alarm: &Alarm,
@@ -54,15 +98,26 @@ impl Deps {
             Err(reason) => return Ok(c.record(audit_of(&alarm.name).skipped(&reason)).await),
         };
         let audit = audit_of(&id);
-        let facts = match self.instances.facts(&id).await {
-            Ok(f) => f,
-            Err(e) => {
-                return c
-                    .fail(audit, "describe-failed", e.to_string(), e.retryable)
-                    .await
-            }
+        // An event throttled or retried for hours describes a past that may be gone.
+        if let Err(reason) = alarm.check_age(Utc::now(), self.settings.max_event_age) {
+            return Ok(c.record(audit.skipped(&reason)).await);
+        }
+        let (facts, requested_by, current) = match self.read_facts(alarm, &id).await {
+            Ok(read) => read,
+            Err(Stop::Skip(reason)) => return Ok(c.record(audit.skipped(&reason)).await),
+            Err(Stop::Failed {
+                code,
+                error,
+                retryable,
+            }) => return c.fail(audit, code, error.to_string(), retryable).await,
         };
-        let audit = audit.detail("instance_state", facts.as_ref().map(|f| f.state.clone()));
+        let audit = audit
+            .detail("reboot_requested_by", &requested_by)
+            .detail(
+                "alarm_state_now",
+                current.as_ref().map(|c| c.state.as_str()),
+            )
+            .detail("instance_state", facts.as_ref().map(|f| f.state.clone()));
         let (action, reason) = match decide(alarm, &id, facts.as_ref()) {
             Decision::Skip { reason } => return Ok(c.record(audit.skipped(&reason)).await),
             Decision::Act { action, reason } => (action, reason),
@@ -73,6 +128,85 @@ impl Deps {
             return Ok(c.record(audit.skipped(&reason)).await);
         }
         self.reboot(audit, &action, &reason, facts.as_ref()).await
+    }
+
+    /// The instance, whether the alarm asks for a reboot, and the alarm as it is now. The
+    /// reads are independent and go out together (DescribeInstances, DescribeAlarms, and
+    /// ListTagsForResource when neither the event nor the cache answers the request), so the
+    /// checks add no round trip before the reboot.
+    async fn read_facts(
+        &self,
+        alarm: &Alarm,
+        id: &str,
+    ) -> Result<(Option<InstanceFacts>, String, Option<AlarmFacts>), Stop> {
+        let known = match request::from_event(alarm, &self.settings) {
+            Request::Asked(why) => Some(why),
+            Request::AskTags => match alarm.arn.as_deref().and_then(|a| self.alarm_tags.get(a)) {
+                // A cached "no" settles it without a call.
+                Some(tags) => Some(request::from_tags(alarm, &tags, &self.settings)?),
+                None => None,
+            },
+        };
+        let tags_arn = alarm.arn.as_deref().filter(|_| known.is_none());
+        let (facts, current, tags) = tokio::join!(
+            self.instances.facts(id),
+            self.alarms.current(&alarm.name),
+            async {
+                match tags_arn {
+                    Some(arn) => Some(self.alarm_tags(arn).await),
+                    None => None,
+                }
+            },
+        );
+        // An alarm that cannot be described now may have cleared: no action on a guess, and
+        // a retry (bounded by the event age) asks again.
+        let current = current.map_err(|error| Stop::Failed {
+            code: "alarm-describe-failed",
+            error,
+            retryable: true,
+        })?;
+        let requested_by = match known {
+            Some(why) => why,
+            None => {
+                let tags = match tags {
+                    Some(read) => read,
+                    // The event named no ARN: ask with the one CloudWatch reports (a round
+                    // trip more, for an event shape that rarely lacks it).
+                    None => self.tags_by_current_arn(current.as_ref()).await,
+                };
+                let tags = tags.map_err(|error| Stop::Failed {
+                    code: "alarm-tags-failed",
+                    retryable: error.retryable,
+                    error,
+                })?;
+                request::from_tags(alarm, &tags, &self.settings)?
+            }
+        };
+        check_still_alarming(&alarm.name, current.as_ref())?;
+        let facts = facts.map_err(|error| Stop::Failed {
+            code: "describe-failed",
+            retryable: error.retryable,
+            error,
+        })?;
+        Ok((facts, requested_by, current))
+    }
+
+    /// The alarm's tags by the ARN CloudWatch reports for it (none known: no tags).
+    async fn tags_by_current_arn(&self, current: Option<&AlarmFacts>) -> Result<Tags, AwsError> {
+        match current.and_then(|c| c.arn.as_deref()) {
+            Some(arn) => self.alarm_tags(arn).await,
+            None => Ok(Tags::new()),
+        }
+    }
+
+    /// The alarm's tags, read through the cache.
+    async fn alarm_tags(&self, arn: &str) -> Result<Tags, AwsError> {
+        if let Some(tags) = self.alarm_tags.get(arn) {
+            return Ok(tags);
+        }
+        let tags = self.alarms.tags(arn).await?;
+        self.alarm_tags.put(arn, &tags);
+        Ok(tags)
     }
 
     /// Consults the anomaly gate: reads the history (bounded in time) and judges. A read
@@ -146,13 +280,16 @@ impl Deps {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{alarm_time, flat, history_before, nightly, sample};
+    use crate::fixtures::{alarm_time, flat, history_before, nightly, sample, SAMPLE_ARN};
     use crate::FUNCTION;
+    use selfheal_core::alarm::AlarmState;
     use selfheal_core::parse_alarms;
-    use selfheal_core::testing::FakeHistory;
-    use selfheal_core::{AwsError, Outcome};
+    use selfheal_core::testing::{FakeAlarms, FakeHistory};
+    use selfheal_core::Outcome;
     use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
+    use std::time::Duration;
 
     /// A running, opted-in instance; describing or rebooting it fails when told to.
     #[derive(Default)]
@@ -183,6 +320,24 @@ mod tests {
         }
     }
 
+    /// The sample alarm as CloudWatch has it: in ALARM, tagged for a reboot (its metric,
+    /// CPUUtilization, is not on the default list).
+    fn sample_alarm() -> FakeAlarms {
+        let alarms = FakeAlarms::default().with(AlarmFacts {
+            name: "web-1-cpu-high".into(),
+            arn: Some(SAMPLE_ARN.into()),
+            state: AlarmState::Alarm,
+            state_updated: None,
+            alarm_actions: vec![],
+            comparison: Some("GreaterThanThreshold".into()),
+        });
+        alarms.tags.lock().unwrap().insert(
+            SAMPLE_ARN.into(),
+            BTreeMap::from([("selfheal:reboot".to_string(), "true".to_string())]),
+        );
+        alarms
+    }
+
     fn deps(
         points: Result<Vec<Point>, AwsError>,
         env: &[(&str, &str)],
@@ -195,12 +350,13 @@ mod tests {
         let (common, _) = selfheal_core::testing::common(FUNCTION, env);
         let instances = Arc::new(FakeInstances::default());
         let history = Arc::new(FakeHistory::from_result(points));
-        let d = Deps {
+        let d = Deps::new(
             common,
-            instances: instances.clone(),
-            history: history.clone(),
-            settings: Settings::from_lookup(lookup).unwrap(),
-        };
+            instances.clone(),
+            history.clone(),
+            Arc::new(sample_alarm()),
+            Settings::from_lookup(lookup).unwrap(),
+        );
         (d, instances, history)
     }
 
@@ -370,6 +526,121 @@ mod tests {
             (Outcome::Skipped, "cooldown")
         );
         assert_eq!(instances.reboots.lock().unwrap().len(), 1);
+    }
+
+    // Issue 13 item 6: the alarm's state cannot be read right before acting.
+    #[tokio::test]
+    async fn an_alarm_that_cannot_be_described_is_retried_and_nothing_rebooted() {
+        // The metric on the list: no tag read, the state read is the only CloudWatch call.
+        let (mut d, instances, _) = deps(
+            Ok(history_before(alarm_time(), flat)),
+            &[("SELFHEAL_REBOOT_METRICS", "CPUUtilization")],
+        );
+        let alarms = sample_alarm();
+        // Not retryable by the SDK's judgement (access denied, say): still no action on a
+        // guess, and Lambda's retry asks again.
+        *alarms.fail.lock().unwrap() = Some(AwsError::new(
+            "cloudwatch:DescribeAlarms",
+            "web-1-cpu-high",
+            "access denied",
+        ));
+        d.alarms = Arc::new(alarms);
+        let err = d
+            .handle(sample(), Invocation::local(Duration::from_secs(30)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HandlerError::Retryable(_)), "{err}");
+        assert!(instances.reboots.lock().unwrap().is_empty());
+    }
+
+    /// Ports that take `delay` per call and count how many calls are in flight at once.
+    struct Slow {
+        instances: FakeInstances,
+        alarms: FakeAlarms,
+        delay: Duration,
+        in_flight: AtomicUsize,
+        peak: AtomicUsize,
+        calls: Mutex<Vec<&'static str>>,
+    }
+
+    impl Slow {
+        async fn call<T>(&self, name: &'static str, f: impl std::future::Future<Output = T>) -> T {
+            self.calls.lock().unwrap().push(name);
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            let out = f.await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            out
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Instances for Slow {
+        async fn facts(&self, id: &str) -> Result<Option<InstanceFacts>, AwsError> {
+            self.call("DescribeInstances", self.instances.facts(id))
+                .await
+        }
+        async fn reboot(&self, id: &str) -> Result<(), AwsError> {
+            self.call("RebootInstances", self.instances.reboot(id))
+                .await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Alarms for Slow {
+        async fn current(&self, name: &str) -> Result<Option<AlarmFacts>, AwsError> {
+            self.call("DescribeAlarms", self.alarms.current(name)).await
+        }
+        async fn tags(&self, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
+            self.call("ListTagsForResource", self.alarms.tags(arn))
+                .await
+        }
+    }
+
+    // Issue 13 item 4: the checks add no round trip: the reads before the reboot go out
+    // together, the reboot after them.
+    #[tokio::test]
+    async fn the_reads_before_a_reboot_go_out_together() {
+        let (mut d, _, _) = deps(Ok(Vec::new()), &[("SELFHEAL_ANOMALY_GATE", "off")]);
+        let slow = Arc::new(Slow {
+            instances: FakeInstances::default(),
+            alarms: sample_alarm(),
+            delay: Duration::from_millis(50),
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            calls: Mutex::new(Vec::new()),
+        });
+        d.instances = slow.clone();
+        d.alarms = slow.clone();
+        let rec = handle_one(&d).await;
+        assert_eq!(rec.decision, Outcome::Acted, "{rec:?}");
+        assert_eq!(
+            rec.details["reboot_requested_by"],
+            "alarm tagged selfheal:reboot=true"
+        );
+        let mut calls = slow.calls.lock().unwrap().clone();
+        assert_eq!(calls.pop(), Some("RebootInstances"));
+        calls.sort();
+        assert_eq!(
+            calls,
+            ["DescribeAlarms", "DescribeInstances", "ListTagsForResource"]
+        );
+        assert_eq!(
+            slow.peak.load(Ordering::SeqCst),
+            3,
+            "the three reads were in flight at once"
+        );
+
+        // The tags are cached: the next event for the alarm reads two things, not three.
+        slow.calls.lock().unwrap().clear();
+        let again = d
+            .handle(sample(), Invocation::local(Duration::from_secs(30)))
+            .await
+            .unwrap();
+        assert_eq!(again.audits[0].code, "cooldown");
+        let calls = slow.calls.lock().unwrap().clone();
+        assert!(!calls.contains(&"ListTagsForResource"), "{calls:?}");
     }
 
     #[test]

@@ -3,13 +3,16 @@
 //! anomaly gate is on, the alarm is not the metric's usual pattern at this time).
 //!
 //! [`settings`] reads the environment, [`decide`] picks the instance and says whether to
-//! reboot it, [`gate`] turns the metric's history into the gate's verdict, and [`handler`]
+//! reboot it, [`request`] says whether the alarm asks for a reboot at all (its metrics or its
+//! `selfheal:reboot` tag, kept in [`tag_cache`]), [`gate`] turns the metric's history into the gate's verdict, and [`handler`]
 //! runs the flow over the ports. `main.rs` wires the AWS adapters in.
 
 pub mod decide;
 pub mod gate;
 pub mod handler;
+pub mod request;
 pub mod settings;
+pub mod tag_cache;
 
 #[cfg(test)]
 mod fixtures;

@@ -4,9 +4,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use reboot_instance::{Deps, Settings, FUNCTION};
-use selfheal_aws::aws_sdk_ec2;
 use selfheal_aws::cloudwatch::CloudWatchHistory;
+use selfheal_aws::cloudwatch_alarms::CloudWatchAlarms;
 use selfheal_aws::ec2::Ec2Instances;
+use selfheal_aws::{aws_sdk_cloudwatch, aws_sdk_ec2};
 use selfheal_lambda::Boot;
 
 #[tokio::main]
@@ -15,12 +16,13 @@ async fn main() -> ExitCode {
         // Own settings first: a bad value fails before any AWS call is made.
         let settings = Settings::from_env()?;
         let Boot { common, sdk } = selfheal_lambda::from_env(FUNCTION, opts).await?;
-        Ok::<_, selfheal_core::ConfigError>(Deps {
+        Ok::<_, selfheal_core::ConfigError>(Deps::new(
             common,
-            instances: Arc::new(Ec2Instances(aws_sdk_ec2::Client::new(&sdk))),
-            history: Arc::new(CloudWatchHistory::new(&sdk)),
+            Arc::new(Ec2Instances(aws_sdk_ec2::Client::new(&sdk))),
+            Arc::new(CloudWatchHistory::new(&sdk)),
+            Arc::new(CloudWatchAlarms(aws_sdk_cloudwatch::Client::new(&sdk))),
             settings,
-        })
+        ))
     })
     .await
 }

@@ -1,11 +1,27 @@
 //! This function's settings beyond the shared guardrails, read from the environment and
 //! validated once per cold start.
 
+use std::time::Duration;
+
 use selfheal_core::anomaly::GateSettings;
 use selfheal_core::settings::{self, ConfigError};
 
 /// Alarm namespaces whose `InstanceId` dimension names an instance to reboot.
 pub const NAMESPACES: &str = "SELFHEAL_REBOOT_NAMESPACES";
+/// Metrics whose alarms ask for a reboot without an opt-in tag.
+pub const REBOOT_METRICS: &str = "SELFHEAL_REBOOT_METRICS";
+/// How long an alarm's tags are trusted once read.
+pub const ALARM_TAG_CACHE_SECONDS: &str = "SELFHEAL_ALARM_TAG_CACHE_SECONDS";
+/// Events older than this are not acted on.
+pub const MAX_EVENT_AGE_SECONDS: &str = "SELFHEAL_MAX_EVENT_AGE_SECONDS";
+
+/// The status checks: an instance that fails them is what a reboot is for.
+pub const DEFAULT_REBOOT_METRICS: [&str; 4] = [
+    "StatusCheckFailed",
+    "StatusCheckFailed_Instance",
+    "StatusCheckFailed_System",
+    "StatusCheckFailed_AttachedEBS",
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -16,6 +32,16 @@ pub struct Settings {
     /// `SELFHEAL_ANOMALY_SENSITIVITY` (robust z-score, default 3), `SELFHEAL_ANOMALY_DAYS`
     /// (7), `SELFHEAL_ANOMALY_WEEKS` (4). See docs/ai.md.
     pub gate: GateSettings,
+    /// `SELFHEAL_REBOOT_METRICS`: an alarm whose metrics are all on this list asks for a
+    /// reboot (default: the four status-check metrics); any other alarm must be tagged
+    /// `selfheal:reboot=true`.
+    pub reboot_metrics: Vec<String>,
+    /// `SELFHEAL_ALARM_TAG_CACHE_SECONDS` (300): how long an alarm's tags, once read, are
+    /// trusted (0: read them for every event).
+    pub alarm_tag_cache: Duration,
+    /// `SELFHEAL_MAX_EVENT_AGE_SECONDS` (3600): an alarm event older than this (by the alarm's
+    /// state-change time) is skipped as stale.
+    pub max_event_age: Duration,
 }
 
 impl Default for Settings {
@@ -23,6 +49,9 @@ impl Default for Settings {
         Self {
             namespaces: vec!["AWS/EC2".into(), "CWAgent".into()],
             gate: GateSettings::default(),
+            reboot_metrics: DEFAULT_REBOOT_METRICS.map(String::from).to_vec(),
+            alarm_tag_cache: Duration::from_secs(300),
+            max_event_age: Duration::from_secs(3600),
         }
     }
 }
@@ -43,7 +72,28 @@ impl Settings {
             value: e.value,
             expected: e.expected,
         })?;
-        Ok(Self { namespaces, gate })
+        let reboot_metrics = settings::parse_list(&get, REBOOT_METRICS)
+            .unwrap_or_else(|| Self::default().reboot_metrics);
+        let alarm_tag_cache =
+            Duration::from_secs(settings::parse_u64(&get, ALARM_TAG_CACHE_SECONDS, 300)?);
+        let max_event_age = match settings::parse_u64(&get, MAX_EVENT_AGE_SECONDS, 3600)? {
+            // Zero would skip every event: a typo, not a choice.
+            0 => {
+                return Err(ConfigError::Invalid {
+                    name: MAX_EVENT_AGE_SECONDS,
+                    value: "0".into(),
+                    expected: "a whole number of seconds above 0",
+                })
+            }
+            secs => Duration::from_secs(secs),
+        };
+        Ok(Self {
+            namespaces,
+            gate,
+            reboot_metrics,
+            alarm_tag_cache,
+            max_event_age,
+        })
     }
 }
 
@@ -90,5 +140,34 @@ mod tests {
             namespaces(",").is_empty(),
             "set but naming none handles none"
         );
+    }
+
+    #[test]
+    fn reboot_metrics_tag_cache_and_event_age() {
+        let d = Settings::default();
+        assert_eq!(d.reboot_metrics, DEFAULT_REBOOT_METRICS);
+        assert_eq!(d.alarm_tag_cache, Duration::from_secs(300));
+        assert_eq!(d.max_event_age, Duration::from_secs(3600));
+        let s = Settings::from_lookup(|k| match k {
+            REBOOT_METRICS => Some("StatusCheckFailed, mem_used_percent".into()),
+            ALARM_TAG_CACHE_SECONDS => Some("0".into()),
+            MAX_EVENT_AGE_SECONDS => Some("600".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(s.reboot_metrics, ["StatusCheckFailed", "mem_used_percent"]);
+        assert_eq!(s.alarm_tag_cache, Duration::ZERO);
+        assert_eq!(s.max_event_age, Duration::from_secs(600));
+        for (name, bad) in [
+            (MAX_EVENT_AGE_SECONDS, "0"),
+            (MAX_EVENT_AGE_SECONDS, "1h"),
+            (ALARM_TAG_CACHE_SECONDS, "-1"),
+        ] {
+            let err = Settings::from_lookup(|k| (k == name).then(|| bad.to_string()));
+            assert!(
+                matches!(err, Err(ConfigError::Invalid { name: n, .. }) if n == name),
+                "{name}={bad}: {err:?}"
+            );
+        }
     }
 }
