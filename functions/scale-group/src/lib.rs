@@ -4,7 +4,9 @@
 //!
 //! Where things live:
 //! * [`settings`]: this function's settings from the environment, and the scale rules.
-//! * [`plan`]: which group, which direction, what max step (pure, from the alarm).
+//! * [`plan`]: which group, which direction, what max step (pure, from the alarm and what
+//!   CloudWatch says about it now).
+//! * [`direction`]: which way, from the alarm's comparison and the configured rule (pure).
 //! * [`severity`]: the breach and the step its severity asks for (pure).
 //! * [`load`]: what load history the forecast reads (pure).
 //! * [`sizing`]: the forecast's step or the severity step, and why (pure).
@@ -13,6 +15,7 @@
 //! * `main.rs`: the wiring, the one place that names AWS adapters.
 
 pub mod decide;
+pub mod direction;
 pub mod handler;
 pub mod load;
 pub mod plan;
