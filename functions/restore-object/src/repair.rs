@@ -63,7 +63,7 @@ impl Repair<'_> {
                             from.object, obj.expected.label
                         ),
                     ),
-                    Err(e) => audit.failed("restore-failed", e.to_string()),
+                    Err(e) => audit.action_failed("restore-failed", &e),
                 }
             }
             Fix::Quarantine { to } => match self.quarantine(obj, &to).await {

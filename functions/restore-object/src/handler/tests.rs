@@ -14,7 +14,7 @@ use selfheal_core::ports::cursors::Cursors;
 use selfheal_core::ports::objects::{
     Body, CopySpec, ListPage, ObjectFacts, ObjectRef, Objects, VersionInfo,
 };
-use selfheal_core::{testing, AuditRecord, AwsError, Function, Invocation, Outcome};
+use selfheal_core::{testing, AuditRecord, AwsError, Function, HandlerError, Invocation, Outcome};
 
 use super::Deps;
 use crate::repair::{QUARANTINED_FROM, RESTORED_FROM};
@@ -29,6 +29,8 @@ struct FakeS3 {
     opted_in: bool,
     reads: AtomicUsize,
     copies: AtomicUsize,
+    /// How many of the next copies fail (throttled after the SDK's retries).
+    copy_failures: AtomicUsize,
 }
 
 impl FakeS3 {
@@ -38,6 +40,7 @@ impl FakeS3 {
             opted_in,
             reads: AtomicUsize::new(0),
             copies: AtomicUsize::new(0),
+            copy_failures: AtomicUsize::new(0),
         }
     }
 
@@ -129,6 +132,15 @@ impl Objects for FakeS3 {
     }
     async fn copy(&self, spec: &CopySpec) -> Result<Option<String>, AwsError> {
         self.copies.fetch_add(1, Ordering::SeqCst);
+        if self
+            .copy_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            let mut e = AwsError::new("s3:CopyObject", &spec.dest_key, "slow down");
+            e.retryable = true;
+            return Err(e);
+        }
         let (bytes, _) = self
             .get(&spec.source.bucket, &spec.source.key)
             .expect("copy of a missing object");
@@ -228,6 +240,30 @@ async fn restored_once_from_the_replica_then_the_cooldown_refusal_is_escalated()
     assert_eq!(again.details["escalate"], true);
     assert!(again.notify_worthy());
     assert_eq!(s3.copies.load(Ordering::SeqCst), 1);
+}
+
+/// Issue 13, item 7: a copy that still failed after the SDK's retries kept its reservation:
+/// recorded, not handed back to Lambda, and the retry (or the next event) refused by the
+/// cooldown, leaving the corrupted bytes in place. Now the failure releases the reservation
+/// and goes back to Lambda as retryable, and the retry restores.
+#[tokio::test]
+async fn a_failed_copy_is_handed_back_and_the_retry_restores() {
+    let s3 = corrupted(true);
+    s3.copy_failures.store(1, Ordering::SeqCst);
+    let deps = deps(&s3, &[], &[("SELFHEAL_RESTORE_REPLICA_BUCKETS", "d=r")]);
+    let first = deps
+        .handle(
+            notification("k"),
+            Invocation::local(Duration::from_secs(60)),
+        )
+        .await;
+    assert!(
+        matches!(first, Err(HandlerError::Retryable(_))),
+        "handed back for a retry: {first:?}"
+    );
+    let retry = one(&deps, "k").await;
+    assert_eq!(retry.decision, Outcome::Acted, "{retry:#?}");
+    assert_eq!(s3.get("d", "k").unwrap().0, GOOD);
 }
 
 #[tokio::test]
