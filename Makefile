@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 FUNCTIONS := reboot-instance restore-object replay-transactions scale-group
 
-.PHONY: help setup setup-iac demo test unit integration lint fmt template-check bench eval build clean
+.PHONY: help setup setup-iac demo test unit integration soak lint fmt template-check bench eval build clean
 
 help:
 	@echo "make demo    start the AWS emulator, run every function through the Lambda runtime emulator, show before/after"
@@ -71,6 +71,12 @@ unit:
 
 integration: setup
 	scripts/with-moto.sh --state .moto/test cargo test -p selfheal-tests --locked
+
+# Long runs, with a small version of each in `make test`: the full alarm storm (1,000
+# events over 200 targets in 20 groups against the emulator's DynamoDB ledger).
+soak: setup
+	SELFHEAL_STORM_EVENTS=1000 SELFHEAL_STORM_TARGETS=200 SELFHEAL_STORM_GROUPS=20 \
+	  scripts/with-moto.sh --state .moto/soak cargo test -p selfheal-tests --locked -- guardrails:: --nocapture --test-threads 1
 
 demo: setup
 	scripts/with-moto.sh --state .moto/demo $(VENV)/bin/python scripts/demo.py

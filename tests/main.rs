@@ -7,6 +7,7 @@
 
 mod support;
 
+mod guardrails;
 mod reboot_instance;
 mod replay_transactions;
 mod restore_object;
