@@ -260,9 +260,10 @@ impl Deps {
                     Err(record) => return record,
                 };
                 if let Err(e) = self.groups.set_desired(&action.group, action.to).await {
-                    // Recorded, not handed back for a Lambda retry even when retryable: the
-                    // SDK already retried, and the ledger holds the reservation, so a retry
-                    // would only meet the cooldown.
+                    // Not `action_failed`: the reservation stands and no retry is asked for.
+                    // The change may have been applied although the call failed (a timeout),
+                    // and a retry would plan from the new size and move the group again. The
+                    // failure is notified; a person decides.
                     return audit
                         .detail("retryable", e.retryable)
                         .failed("scale-failed", e.to_string());
