@@ -643,6 +643,29 @@ mod tests {
         assert!(!calls.contains(&"ListTagsForResource"), "{calls:?}");
     }
 
+    // Issue 13 item 3: a capacity alarm without the opt-in tag is refused; the refusal is
+    // cached, so the alarm firing again costs no call at all.
+    #[tokio::test]
+    async fn an_untagged_cpu_alarm_is_refused_and_the_refusal_costs_no_call_next_time() {
+        let (mut d, instances, history) = deps(Ok(history_before(alarm_time(), flat)), &[]);
+        let alarms = Arc::new(sample_alarm());
+        alarms.tags.lock().unwrap().clear();
+        d.alarms = alarms.clone();
+        for calls in [2, 2] {
+            let rec = handle_one(&d).await;
+            assert_eq!(
+                (rec.decision, rec.code.as_str()),
+                (Outcome::Skipped, "not-requested"),
+                "{rec:?}"
+            );
+            assert!(rec.reason.contains("tag the alarm selfheal:reboot=true"));
+            // DescribeAlarms and ListTagsForResource the first time, nothing the second.
+            assert_eq!(alarms.calls(), calls);
+        }
+        assert!(instances.reboots.lock().unwrap().is_empty());
+        assert_eq!(history.calls(), 0);
+    }
+
     #[test]
     fn every_sample_event_for_this_function_parses() {
         let samples = selfheal_core::samples::for_function(FUNCTION).unwrap();
