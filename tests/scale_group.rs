@@ -774,6 +774,8 @@ async fn target_tracking_low_alarm_never_scales_out() {
     );
     assert!(rec.reason.contains("target tracking"), "{}", rec.reason);
     assert!(w.ledger_actions(&g).await.is_none());
+    // Expected whenever target tracking fires: audited, nobody paged.
+    assert!(w.inbox.drain().await.is_empty());
 }
 
 #[tokio::test]
@@ -860,6 +862,13 @@ async fn configured_out_on_a_low_side_alarm_is_a_contradiction() {
     }
     assert_eq!(w.desired(&g).await, 4);
     assert!(set_to(&g).is_empty());
+    // A configuration that contradicts its alarm is a person's to fix: both are notified.
+    let notices = w.inbox.drain().await;
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(
+        notices.iter().all(|(_, m)| m["code"] == "contradiction"),
+        "{notices:?}"
+    );
 }
 
 #[tokio::test]
@@ -897,6 +906,10 @@ async fn metric_math_alarm_over_two_groups_scales_neither() {
         assert_eq!(w.desired(g).await, 2, "{g}");
         assert!(set_to(g).is_empty(), "{g}");
     }
+    // An alarm wired to this function that it can never act on: a person is told.
+    let notices = w.inbox.drain().await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0].1["code"], "several-targets");
 }
 
 #[tokio::test]

@@ -26,7 +26,7 @@ use selfheal_core::{
 
 use crate::decide::{capacity_exhausted, decide, recheck, Resize};
 use crate::load::{forecast_settings, history_window, load_query};
-use crate::plan::{plan, request, Plan};
+use crate::plan::{needs_a_person, plan, request, Plan};
 use crate::settings::{Settings, SizingMode};
 use crate::severity::{breach, severity_step, Step};
 use crate::sizing::{choose_step, ForecastInput, SizingReport};
@@ -66,7 +66,8 @@ impl Deps {
             Ok(r) => r,
             Err(reason) => {
                 let audit = c.audit_for(inv, alarm.shape.as_str(), &alarm.name);
-                return Ok(c.record(audit.details(details).skipped(&reason)).await);
+                let audit = escalated_if_needed(audit.details(details), &reason);
+                return Ok(c.record(audit.skipped(&reason)).await);
             }
         };
         let audit = c
@@ -94,7 +95,10 @@ impl Deps {
         );
         let plan = match plan(request, alarm, current.as_ref(), &self.settings) {
             Ok(p) => p,
-            Err(reason) => return Ok(c.record(audit.skipped(&reason)).await),
+            Err(reason) => {
+                let audit = escalated_if_needed(audit, &reason);
+                return Ok(c.record(audit.skipped(&reason)).await);
+            }
         };
         let audit = audit.detail("plan", &plan);
         let facts = match facts {
@@ -336,6 +340,15 @@ impl Deps {
                 .detail("desired_after", Value::Null)
                 .detail("read_back_error", e.to_string()),
         }
+    }
+}
+
+/// Marks a refusal a person must hear about (the record is then notified).
+fn escalated_if_needed(audit: AuditBuilder, reason: &SkipReason) -> AuditBuilder {
+    if needs_a_person(reason) {
+        audit.detail("escalate", true)
+    } else {
+        audit
     }
 }
 

@@ -127,6 +127,17 @@ pub fn plan(
     })
 }
 
+/// Refusals a person must hear about: the alarm is wired to this function, but the way it is
+/// set up means it can never be acted on (it names several groups, its configured direction
+/// contradicts it, nothing says which way). Expected refusals (a policy's alarm, a cleared
+/// alarm, a stale event, a recovery) are only audited.
+pub fn needs_a_person(reason: &SkipReason) -> bool {
+    matches!(
+        reason.code,
+        SkipCode::SeveralTargets | SkipCode::Contradiction | SkipCode::NotRequested
+    )
+}
+
 fn not_a_transition(alarm: &Alarm) -> SkipReason {
     let from = alarm
         .previous_state
@@ -279,6 +290,8 @@ mod tests {
         let r = plan(request(&a, &d, Utc::now()).unwrap(), &a, Some(&now), &d).unwrap_err();
         assert_eq!(r.code, SkipCode::OwnedElsewhere, "{r}");
         assert!(r.detail.contains("policyName/step"), "{r}");
+        // Expected whenever the policy's alarm fires: audited, nobody paged.
+        assert!(!needs_a_person(&r));
     }
 
     #[test]
