@@ -605,7 +605,39 @@ async fn alarm_back_in_ok_before_the_reboot_reboots_nothing() {
     }
 }
 
-// Issue 13 item 4: the reads before a reboot, counted from the emulator's request log.
+/// The requests the emulator saw for one event (its instance, alarm and ledger table), in
+/// order, the test's own set-up left out.
+fn event_requests(w: &World, id: &str, alarm: &EmulatedAlarm) -> Vec<String> {
+    let ours = [
+        id.to_string(),
+        alarm.name.clone(),
+        query(&alarm.arn),
+        w.table.clone(),
+    ];
+    recorded_requests(&[])
+        .iter()
+        .map(request_text)
+        .filter(|text| ours.iter().any(|n| text.contains(n.as_str())))
+        .filter_map(|text| action_of(&text))
+        .skip_while(|a| {
+            matches!(
+                a.as_str(),
+                "CreateTable" | "UpdateTimeToLive" | "PutMetricAlarm" | "SetAlarmState"
+            )
+        })
+        .collect()
+}
+
+/// `v`, sorted: the requests of one round arrive in any order.
+fn sorted(v: &[String]) -> Vec<&str> {
+    let mut v: Vec<&str> = v.iter().map(String::as_str).collect();
+    v.sort();
+    v
+}
+
+// Issue 13 item 4: the calls for one alarm event, counted and ordered from the emulator's
+// request log. A CPU alarm tagged for a reboot: the tag read goes out with the other checks,
+// then the anomaly gate's history, then the ledger, then the reboot.
 #[tokio::test]
 async fn reads_before_a_reboot_are_counted() {
     let w = World::new().await;
@@ -619,67 +651,65 @@ async fn reads_before_a_reboot_are_counted() {
         chrono::Utc::now(),
     );
     assert_eq!(one(run(&deps, ev).await.unwrap()).decision, Outcome::Acted);
+    let seen = event_requests(&w, &id, &alarm);
+    eprintln!("requests for a tagged CPU alarm, in order: {seen:?}");
     let count = |needles: &[&str]| recorded_requests(needles).len();
-    // In the order the emulator saw them: what this event asked for.
-    let ours = [
-        id.clone(),
-        alarm.name.clone(),
-        query(&alarm.arn),
-        w.table.clone(),
-    ];
-    let seen: Vec<String> = recorded_requests(&[])
-        .iter()
-        .map(request_text)
-        .filter(|text| ours.iter().any(|n| text.contains(n.as_str())))
-        .filter_map(|text| action_of(&text))
-        .collect();
-    eprintln!("requests for one alarm event, in order: {seen:?}");
     let calls = [
-        ("DescribeInstances", count(&["DescribeInstances", &id])),
-        ("DescribeAlarms", count(&["DescribeAlarms", &alarm.name])),
-        (
-            "ListTagsForResource",
-            count(&["ListTagsForResource", &query(&alarm.arn)]),
-        ),
-        ("GetMetricData", count(&["GetMetricData", &id])),
-        ("RebootInstances", reboots_of(&id)),
+        count(&["DescribeInstances", &id]),
+        count(&["DescribeAlarms", &alarm.name]),
+        count(&["ListTagsForResource", &query(&alarm.arn)]),
+        // The anomaly gate reads its 11 windows (recent hours, 7 days, 3 more weeks), one
+        // call each, all at once.
+        count(&["GetMetricData", &id]),
+        reboots_of(&id),
     ];
-    eprintln!("calls for one alarm event: {calls:?}");
-    // GetMetricData: the anomaly gate reads its 11 windows (recent hours, 7 days, 3 more
-    // weeks), one call each, all at once.
-    assert_eq!(calls.map(|(_, n)| n), [1, 1, 1, 11, 1], "{calls:?}");
-    // The three checks went out before anything else the event asked for (together: the
-    // handler test `the_reads_before_a_reboot_go_out_together` measures that), then the gate,
-    // then the ledger, then the reboot.
-    let event: Vec<&str> = seen
-        .iter()
-        .map(String::as_str)
-        .skip_while(|a| {
-            !matches!(
-                *a,
-                "DescribeInstances" | "DescribeAlarms" | "ListTagsForResource"
-            )
-        })
-        .collect();
-    let mut reads = event[..3].to_vec();
-    reads.sort();
+    assert_eq!(calls, [1, 1, 1, 11, 1], "{seen:?}");
     assert_eq!(
-        reads,
+        sorted(&seen[..3]),
         ["DescribeAlarms", "DescribeInstances", "ListTagsForResource"],
-        "{event:?}"
+        "{seen:?}"
     );
+    assert!(seen[3..14].iter().all(|a| a == "GetMetricData"), "{seen:?}");
+    let reboot = seen.iter().position(|a| a == "RebootInstances").unwrap();
     assert!(
-        event[3..14].iter().all(|a| *a == "GetMetricData"),
-        "{event:?}"
-    );
-    let reboot = event
-        .iter()
-        .position(|a| *a == "RebootInstances")
-        .expect("rebooted");
-    assert!(
-        event[14..reboot]
+        seen[14..reboot]
             .iter()
             .all(|a| !a.starts_with("Describe") && !a.starts_with("List")),
-        "only the ledger between the gate and the reboot: {event:?}"
+        "only the ledger between the gate and the reboot: {seen:?}"
     );
+}
+
+// Issue 13 item 4: a status-check alarm asks for a reboot by its metric, so the gate's
+// history goes out with the checks: one round of reads, the ledger, the reboot.
+#[tokio::test]
+async fn status_check_alarm_reads_everything_in_one_round_before_the_reboot() {
+    let w = World::new().await;
+    let deps = w.deps(&[]);
+    let id = w.instance(true).await;
+    let alarm = w.alarm("StatusCheckFailed", &[], StateValue::Alarm).await;
+    let mut ev = sample_event("reboot-instance-eventbridge.json");
+    ev["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["name"] =
+        Value::String("StatusCheckFailed".into());
+    let ev = point(&ev, &alarm, &id, chrono::Utc::now());
+    assert_eq!(one(run(&deps, ev).await.unwrap()).decision, Outcome::Acted);
+    let seen = event_requests(&w, &id, &alarm);
+    eprintln!("requests for a status-check alarm, in order: {seen:?}");
+    let reboot = seen.iter().position(|a| a == "RebootInstances").unwrap();
+    let reads: Vec<&str> = sorted(&seen[..13]);
+    assert_eq!(
+        (
+            reads[0],
+            reads[1],
+            reads[2..].iter().all(|a| *a == "GetMetricData")
+        ),
+        ("DescribeAlarms", "DescribeInstances", true),
+        "{seen:?}"
+    );
+    assert!(
+        seen[13..reboot]
+            .iter()
+            .all(|a| !a.starts_with("Describe") && !a.starts_with("List") && a != "GetMetricData"),
+        "only the ledger between the reads and the reboot: {seen:?}"
+    );
+    assert!(recorded_requests(&["ListTagsForResource", &query(&alarm.arn)]).is_empty());
 }

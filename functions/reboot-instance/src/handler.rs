@@ -48,6 +48,17 @@ enum Stop {
     },
 }
 
+/// What the reads before the decision found.
+struct Facts {
+    instance: Option<InstanceFacts>,
+    /// Why the alarm asks for a reboot (its metrics, or its tag).
+    requested_by: String,
+    /// The alarm as CloudWatch has it now (in ALARM: checked).
+    alarm_now: Option<AlarmFacts>,
+    /// The gate's history, when it was read with the checks.
+    history: Option<Result<Vec<Point>, String>>,
+}
+
 impl From<SkipReason> for Stop {
     fn from(reason: SkipReason) -> Self {
         Stop::Skip(reason)
@@ -102,7 +113,15 @@ impl Deps {
         if let Err(reason) = alarm.check_age(Utc::now(), self.settings.max_event_age) {
             return Ok(c.record(audit.skipped(&reason)).await);
         }
-        let (facts, requested_by, current) = match self.read_facts(alarm, &id).await {
+        // The gate's history is one more independent read: planned here, fetched with the
+        // checks when the event already shows the alarm asks for a reboot.
+        let plan = gate::plan(alarm, &self.settings.gate, Utc::now());
+        let Facts {
+            instance: facts,
+            requested_by,
+            alarm_now: current,
+            history,
+        } = match self.read_facts(alarm, &id, plan.as_ref().ok()).await {
             Ok(read) => read,
             Err(Stop::Skip(reason)) => return Ok(c.record(audit.skipped(&reason)).await),
             Err(Stop::Failed {
@@ -122,7 +141,7 @@ impl Deps {
             Decision::Skip { reason } => return Ok(c.record(audit.skipped(&reason)).await),
             Decision::Act { action, reason } => (action, reason),
         };
-        let (gate_skip, gate_report) = self.gate(alarm, &id).await;
+        let (gate_skip, gate_report) = self.gate(alarm, &id, plan, history).await;
         let audit = audit.detail("anomaly_gate", &gate_report);
         if let Some(reason) = gate_skip {
             return Ok(c.record(audit.skipped(&reason)).await);
@@ -130,15 +149,17 @@ impl Deps {
         self.reboot(audit, &action, &reason, facts.as_ref()).await
     }
 
-    /// The instance, whether the alarm asks for a reboot, and the alarm as it is now. The
-    /// reads are independent and go out together (DescribeInstances, DescribeAlarms, and
-    /// ListTagsForResource when neither the event nor the cache answers the request), so the
-    /// checks add no round trip before the reboot.
+    /// The instance, whether the alarm asks for a reboot, the alarm as it is now, and the
+    /// gate's history. The reads are independent and go out together (DescribeInstances,
+    /// DescribeAlarms, ListTagsForResource when neither the event nor the cache answers the
+    /// request, GetMetricData when it does), so the checks add no round trip before the
+    /// reboot, and only the ledger stands between the alarm's state read and the reboot.
     async fn read_facts(
         &self,
         alarm: &Alarm,
         id: &str,
-    ) -> Result<(Option<InstanceFacts>, String, Option<AlarmFacts>), Stop> {
+        gate: Option<&GateFetch>,
+    ) -> Result<Facts, Stop> {
         let known = match request::from_event(alarm, &self.settings) {
             Request::Asked(why) => Some(why),
             Request::AskTags => match alarm.arn.as_deref().and_then(|a| self.alarm_tags.get(a)) {
@@ -148,12 +169,21 @@ impl Deps {
             },
         };
         let tags_arn = alarm.arn.as_deref().filter(|_| known.is_none());
-        let (facts, current, tags) = tokio::join!(
+        // An alarm that may not ask for a reboot (a CPU alarm at peak, say) costs no history
+        // read until its tags say it does.
+        let prefetch = gate.filter(|_| known.is_some());
+        let (facts, current, tags, history) = tokio::join!(
             self.instances.facts(id),
             self.alarms.current(&alarm.name),
             async {
                 match tags_arn {
                     Some(arn) => Some(self.alarm_tags(arn).await),
+                    None => None,
+                }
+            },
+            async {
+                match prefetch {
+                    Some(fetch) => Some(self.fetch_history(fetch).await),
                     None => None,
                 }
             },
@@ -188,7 +218,12 @@ impl Deps {
             retryable: error.retryable,
             error,
         })?;
-        Ok((facts, requested_by, current))
+        Ok(Facts {
+            instance: facts,
+            requested_by,
+            alarm_now: current,
+            history,
+        })
     }
 
     /// The alarm's tags by the ARN CloudWatch reports for it (none known: no tags).
@@ -209,15 +244,25 @@ impl Deps {
         Ok(tags)
     }
 
-    /// Consults the anomaly gate: reads the history (bounded in time) and judges. A read
-    /// that fails or times out never blocks healing: the gate then steps aside.
-    async fn gate(&self, alarm: &Alarm, id: &str) -> (Option<SkipReason>, GateReport) {
+    /// Consults the anomaly gate: judges the history read with the checks, or reads it now
+    /// (bounded in time). A read that fails or times out never blocks healing: the gate then
+    /// steps aside.
+    async fn gate(
+        &self,
+        alarm: &Alarm,
+        id: &str,
+        plan: Result<GateFetch, String>,
+        prefetched: Option<Result<Vec<Point>, String>>,
+    ) -> (Option<SkipReason>, GateReport) {
         let settings = &self.settings.gate;
-        let fetch = match gate::plan(alarm, settings, Utc::now()) {
+        let fetch = match plan {
             Ok(f) => f,
             Err(why) => return (None, GateReport::stepped_aside(settings.mode, why)),
         };
-        let fetched = self.fetch_history(&fetch).await;
+        let fetched = match prefetched {
+            Some(read) => read,
+            None => self.fetch_history(&fetch).await,
+        };
         if let Err(e) = &fetched {
             tracing::warn!(alarm = %alarm.name, target = id, error = %e, "anomaly gate: history unavailable, acting without the gate");
         }

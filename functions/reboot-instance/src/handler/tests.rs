@@ -278,6 +278,7 @@ async fn an_alarm_that_cannot_be_described_is_retried_and_nothing_rebooted() {
 struct Slow {
     instances: FakeInstances,
     alarms: FakeAlarms,
+    history: FakeHistory,
     delay: Duration,
     in_flight: AtomicUsize,
     peak: AtomicUsize,
@@ -309,6 +310,35 @@ impl Instances for Slow {
 }
 
 #[async_trait::async_trait]
+impl MetricHistory for Slow {
+    async fn history(
+        &self,
+        query: &selfheal_core::ports::metrics::MetricQuery,
+        windows: &[selfheal_core::ports::metrics::Window],
+    ) -> Result<Vec<Point>, AwsError> {
+        self.call("GetMetricData", self.history.history(query, windows))
+            .await
+    }
+}
+
+/// Slow ports over the sample alarm (in ALARM, tagged) and an abnormal history.
+fn slow(d: &mut Deps) -> Arc<Slow> {
+    let slow = Arc::new(Slow {
+        instances: FakeInstances::default(),
+        alarms: sample_alarm(),
+        history: FakeHistory::from_result(Ok(history_before(alarm_time(), flat))),
+        delay: Duration::from_millis(50),
+        in_flight: AtomicUsize::new(0),
+        peak: AtomicUsize::new(0),
+        calls: Mutex::new(Vec::new()),
+    });
+    d.instances = slow.clone();
+    d.alarms = slow.clone();
+    d.history = slow.clone();
+    slow
+}
+
+#[async_trait::async_trait]
 impl Alarms for Slow {
     async fn current(&self, name: &str) -> Result<Option<AlarmFacts>, AwsError> {
         self.call("DescribeAlarms", self.alarms.current(name)).await
@@ -324,16 +354,7 @@ impl Alarms for Slow {
 #[tokio::test]
 async fn the_reads_before_a_reboot_go_out_together() {
     let (mut d, _, _) = deps(Ok(Vec::new()), &[("SELFHEAL_ANOMALY_GATE", "off")]);
-    let slow = Arc::new(Slow {
-        instances: FakeInstances::default(),
-        alarms: sample_alarm(),
-        delay: Duration::from_millis(50),
-        in_flight: AtomicUsize::new(0),
-        peak: AtomicUsize::new(0),
-        calls: Mutex::new(Vec::new()),
-    });
-    d.instances = slow.clone();
-    d.alarms = slow.clone();
+    let slow = slow(&mut d);
     let rec = handle_one(&d).await;
     assert_eq!(rec.decision, Outcome::Acted, "{rec:?}");
     assert_eq!(
@@ -362,6 +383,33 @@ async fn the_reads_before_a_reboot_go_out_together() {
     assert_eq!(again.audits[0].code, "cooldown");
     let calls = slow.calls.lock().unwrap().clone();
     assert!(!calls.contains(&"ListTagsForResource"), "{calls:?}");
+}
+
+// Issue 13 item 4: when the event already shows the alarm asks for a reboot (its metric is
+// on the list), the gate's history is read with the checks: between the alarm's state read
+// and the reboot stand only the guardrails.
+#[tokio::test]
+async fn a_requested_alarm_reads_its_history_with_the_checks() {
+    let (mut d, _, _) = deps(
+        Ok(Vec::new()),
+        &[("SELFHEAL_REBOOT_METRICS", "CPUUtilization")],
+    );
+    let slow = slow(&mut d);
+    let rec = handle_one(&d).await;
+    assert_eq!(rec.decision, Outcome::Acted, "{rec:?}");
+    assert_eq!(rec.details["anomaly_gate"]["applied"], true, "{rec:?}");
+    let mut calls = slow.calls.lock().unwrap().clone();
+    assert_eq!(calls.pop(), Some("RebootInstances"));
+    calls.sort();
+    assert_eq!(
+        calls,
+        ["DescribeAlarms", "DescribeInstances", "GetMetricData"]
+    );
+    assert_eq!(
+        slow.peak.load(Ordering::SeqCst),
+        3,
+        "the three reads were in flight at once"
+    );
 }
 
 // Issue 13 item 3: a capacity alarm without the opt-in tag is refused; the refusal is
