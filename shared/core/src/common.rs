@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde_json::Value;
 
 use crate::alarm::{parse_alarms, Alarm};
-use crate::audit::{AuditBuilder, AuditRecord, Auditor};
+use crate::audit::{AuditBuilder, AuditRecord, Auditor, Outcome};
 use crate::guard::{Guardrails, Target, Verdict};
 use crate::invocation::{HandlerError, Invocation};
 
@@ -155,6 +155,16 @@ impl Common {
         }
         debug_assert_eq!(verdict, Verdict::Act);
         let rec = act(audit).await;
+        if rec.decision == Outcome::Skipped {
+            // The action stood down (a re-check right before acting said no): nothing was
+            // done, so nothing stays reserved.
+            if let Some(r) = &reservation {
+                if let Err(e) = self.guard.release_unused(r).await {
+                    tracing::error!(function = self.function, target = %rec.target, error = %e, "could not release the reservation of an action that stood down");
+                }
+            }
+            return Ok(self.record(rec).await);
+        }
         if !rec.action_failed() {
             return Ok(self.record(rec).await);
         }
@@ -183,7 +193,6 @@ impl Common {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::Outcome;
     use crate::decision::SkipCode;
     use crate::testing;
 
@@ -270,5 +279,30 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(third.code, SkipCode::TargetCapReached.as_str());
+    }
+
+    /// An action that stands down inside the closure (its re-check said no) holds nothing:
+    /// the next event may act, and the stand-down does not count toward the cap.
+    #[tokio::test]
+    async fn an_action_that_stands_down_keeps_no_reservation() {
+        let (c, _) = testing::common("fn", &[("SELFHEAL_TARGET_CAP", "1")]);
+        let inv = Invocation::local(std::time::Duration::from_secs(5));
+        let stood_down = c
+            .act_guarded(c.audit_for(&inv, "t", "t-1"), guarded("x"), |a| async {
+                a.skipped(&crate::decision::SkipReason::new(
+                    SkipCode::ChangeInProgress,
+                    "moved meanwhile",
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(stood_down.code, SkipCode::ChangeInProgress.as_str());
+        let next = c
+            .act_guarded(c.audit_for(&inv, "t", "t-1"), guarded("x"), |a| async {
+                a.acted("done")
+            })
+            .await
+            .unwrap();
+        assert_eq!(next.decision, Outcome::Acted, "{next:?}");
     }
 }

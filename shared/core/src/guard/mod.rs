@@ -278,6 +278,16 @@ impl Guardrails {
         ))
     }
 
+    /// Releases a reservation whose action stood down before changing anything (the facts
+    /// re-read right before acting said no): neither the cooldown nor the cap keeps it.
+    /// Conditional, like [`Guardrails::release_failed`].
+    pub async fn release_unused(&self, r: &Reservation) -> Result<bool, LedgerError> {
+        let next = r.record.without_action(r.at);
+        self.ledger
+            .put_target(&r.key, &next, r.record.version, r.expires_at)
+            .await
+    }
+
     /// Releases a reservation whose action failed (nothing changed): the target's record no
     /// longer holds the cooldown, but the attempt still counts toward the cap (and the
     /// function's budget). Conditional: a record another invocation wrote since is left alone.

@@ -48,6 +48,17 @@ impl TargetRecord {
         }
     }
 
+    /// The record without the action taken at `at` (the action stood down before changing
+    /// anything).
+    pub fn without_action(&self, at: i64) -> TargetRecord {
+        let mut next = self.clone();
+        if let Some(i) = next.actions.iter().rposition(|t| *t == at) {
+            next.actions.remove(i);
+        }
+        next.version += 1;
+        next
+    }
+
     /// The record after the action taken at `at` failed.
     pub fn with_failure(&self, at: i64) -> TargetRecord {
         let mut next = self.clone();
