@@ -1,11 +1,14 @@
-//! reboot-instance: a CloudWatch alarm on an EC2 instance went into ALARM → reboot the
-//! instance, if it exists, is running, opted in, and the guardrails allow it (and, when the
-//! anomaly gate is on, the alarm is not the metric's usual pattern at this time).
+//! reboot-instance: a CloudWatch alarm on one EC2 instance went into ALARM → reboot the
+//! instance, if the alarm asks for a reboot (a status-check metric, or the alarm's
+//! `selfheal:reboot=true` tag), the event is fresh, the alarm is still in ALARM, the instance
+//! exists, is running, is opted in, and the guardrails allow it (and, when the anomaly gate is
+//! on, the alarm is not the metric's usual pattern at this time). An alarm that reads several
+//! instances reboots none.
 //!
-//! [`settings`] reads the environment, [`decide`] picks the instance and says whether to
-//! reboot it, [`request`] says whether the alarm asks for a reboot at all (its metrics or its
-//! `selfheal:reboot` tag, kept in [`tag_cache`]), [`gate`] turns the metric's history into the gate's verdict, and [`handler`]
-//! runs the flow over the ports. `main.rs` wires the AWS adapters in.
+//! [`settings`] reads the environment, [`decide`](mod@decide) picks the instance and says whether to
+//! reboot it, [`request`] says whether the alarm asks for a reboot at all (its tags kept in
+//! [`tag_cache`]), [`gate`] turns the metric's history into the gate's verdict, and
+//! [`handler`] runs the flow over the ports. `main.rs` wires the AWS adapters in.
 
 pub mod decide;
 pub mod gate;
