@@ -435,6 +435,36 @@ async fn an_untagged_cpu_alarm_is_refused_and_the_refusal_costs_no_call_next_tim
     assert_eq!(history.calls(), 0);
 }
 
+// An event that names no alarm ARN (EventBridge without `resources`): the tags are read by
+// the ARN CloudWatch reports, one round trip later; the opt-in still decides.
+#[tokio::test]
+async fn an_event_without_the_alarm_arn_reads_the_tags_by_the_alarms_own() {
+    let mut ev = sample();
+    ev.as_object_mut().unwrap().remove("resources");
+    assert_eq!(parse_alarms(&ev).unwrap()[0].arn, None);
+    for (tagged, want) in [(true, Outcome::Acted), (false, Outcome::Skipped)] {
+        let (mut d, instances, _) = deps(Ok(history_before(alarm_time(), flat)), &[]);
+        let alarms = Arc::new(sample_alarm());
+        if !tagged {
+            alarms.tags.lock().unwrap().clear();
+        }
+        d.alarms = alarms.clone();
+        let rec = d
+            .handle(ev.clone(), Invocation::local(Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .audits
+            .remove(0);
+        assert_eq!(rec.decision, want, "{rec:?}");
+        assert_eq!(
+            alarms.calls(),
+            2,
+            "DescribeAlarms, then ListTagsForResource"
+        );
+        assert_eq!(instances.reboots.lock().unwrap().len(), usize::from(tagged));
+    }
+}
+
 #[test]
 fn every_sample_event_for_this_function_parses() {
     let samples = selfheal_core::samples::for_function(FUNCTION).unwrap();
