@@ -73,10 +73,12 @@ integration: setup
 	scripts/with-moto.sh --state .moto/test cargo test -p selfheal-tests --locked
 
 # Long runs, with a small version of each in `make test`: the full alarm storm (1,000
-# events over 200 targets in 20 groups against the emulator's DynamoDB ledger).
+# events over 200 targets in 20 groups against the emulator's DynamoDB ledger) and a million
+# fuzzed events per parser (alarm shapes, S3/EventBridge object events and scrubs, SQS).
 soak: setup
 	SELFHEAL_STORM_EVENTS=1000 SELFHEAL_STORM_TARGETS=200 SELFHEAL_STORM_GROUPS=20 \
 	  scripts/with-moto.sh --state .moto/soak cargo test -p selfheal-tests --locked -- guardrails:: --nocapture --test-threads 1
+	SELFHEAL_FUZZ_CASES=1000000 cargo test --locked -p selfheal-core -p restore-object -p replay-transactions --lib fuzzed -- --nocapture
 
 demo: setup
 	scripts/with-moto.sh --state .moto/demo $(VENV)/bin/python scripts/demo.py

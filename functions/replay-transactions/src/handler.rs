@@ -191,4 +191,33 @@ mod tests {
             "expected standard and FIFO samples, found {seen}"
         );
     }
+
+    /// Issue 13: structure-aware fuzzing of SQS events and the loyalty transactions in their
+    /// bodies (from every sample): never a panic; a record that cannot be read becomes poison
+    /// with a one-line reason. `SELFHEAL_FUZZ_CASES` sizes it.
+    #[test]
+    fn fuzzed_sqs_events_never_panic_and_reject_in_one_line() {
+        use selfheal_core::testing::fuzz;
+        let seeds: Vec<Value> = selfheal_core::samples::for_function(FUNCTION)
+            .unwrap()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        let report = fuzz::run(&seeds, fuzz::cases(), 19, |v| {
+            let ev: SqsEvent =
+                serde_json::from_value(v.clone()).map_err(|e| format!("not an SQS event: {e}"))?;
+            let problems: Vec<String> = ev
+                .records
+                .iter()
+                .filter_map(|m| plan::read_record(m).parsed.err().map(|e| e.to_string()))
+                .collect();
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(problems.join(" | "))
+            }
+        });
+        fuzz::assert_clean("sqs events", &report);
+        assert!(report.accepted > 0 && report.rejected > 0, "{report:?}");
+    }
 }

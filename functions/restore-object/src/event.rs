@@ -288,4 +288,37 @@ mod tests {
         }
         assert!(seen >= 5, "expected samples for every shape, found {seen}");
     }
+
+    /// Issue 13: structure-aware fuzzing of S3 notifications, EventBridge object events and
+    /// scrub requests (from every sample): never a panic, every rejection one line, and every
+    /// per-object problem one line too. `SELFHEAL_FUZZ_CASES` sizes it.
+    #[test]
+    fn fuzzed_object_events_never_panic_and_reject_in_one_line() {
+        use selfheal_core::testing::fuzz;
+        let targets = [Location {
+            bucket: "example-bucket".into(),
+            prefix: "data/".into(),
+        }];
+        let seeds: Vec<Value> = selfheal_core::samples::for_function(crate::FUNCTION)
+            .unwrap()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        let report = fuzz::run(&seeds, fuzz::cases(), 17, |v| match parse(v, &targets)? {
+            Request::Objects(items) => {
+                for item in items {
+                    if let Err(ignored) = item {
+                        // An ignored record's reason becomes an audit reason: one line.
+                        if ignored.why.contains('\n') || ignored.why.trim().is_empty() {
+                            return Err(format!("{}\n(reason of an ignored record)", ignored.why));
+                        }
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        });
+        fuzz::assert_clean("object events", &report);
+        assert!(report.accepted > 0 && report.rejected > 0, "{report:?}");
+    }
 }

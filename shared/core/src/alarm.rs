@@ -936,6 +936,23 @@ mod tests {
         parse_alarms(&ev).unwrap().remove(0)
     }
 
+    /// Issue 13: structure-aware fuzzing of the three alarm shapes (from every alarm sample
+    /// in events/): never a panic, every rejection one line. `SELFHEAL_FUZZ_CASES` sizes it.
+    #[test]
+    fn fuzzed_alarm_events_never_panic_and_reject_in_one_line() {
+        let seeds: Vec<Value> = ["reboot-instance", "scale-group"]
+            .iter()
+            .flat_map(|f| crate::samples::for_function(f).unwrap())
+            .map(|(_, v)| v)
+            .collect();
+        assert!(seeds.len() >= 10);
+        let report = crate::testing::fuzz::run(&seeds, crate::testing::fuzz::cases(), 13, |v| {
+            parse_alarms(v)
+        });
+        crate::testing::fuzz::assert_clean("alarm events", &report);
+        assert!(report.accepted > 0 && report.rejected > 0, "{report:?}");
+    }
+
     #[test]
     fn several_targets_are_refused() {
         let two = math_alarm(&["i-a", "i-b"], "2026-11-30T10:00:00Z");

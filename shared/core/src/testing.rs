@@ -2,6 +2,8 @@
 //! ledger, a notifier that records what it was asked to send, a metric history, and a
 //! [`Common`] wired to them. One copy, used by every crate's tests.
 
+pub mod fuzz;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
