@@ -486,6 +486,12 @@ async fn metric_math_alarm_over_two_instances_reboots_neither() {
         "{}",
         rec.reason
     );
+    // An alarm that can never be acted on, while one of its instances may be sick: a person
+    // hears of it.
+    let notices = w.inbox.drain().await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].0.contains("ESCALATION"), "{notices:?}");
+    assert_eq!(notices[0].1["code"], "several-targets");
 }
 
 // Issue 13 item 3: a capacity alarm (CPU high at peak) on an opted-in instance is not a
@@ -516,6 +522,8 @@ async fn cpu_alarm_on_an_opted_in_instance_reboots_nothing() {
             rec.reason
         );
     }
+    // A capacity alarm is not a request: audited, nobody paged for it.
+    assert!(w.inbox.drain().await.is_empty());
     // The alarm's tags were read once, then cached.
     assert_eq!(
         recorded_requests(&["ListTagsForResource", &query(&alarm.arn)]).len(),

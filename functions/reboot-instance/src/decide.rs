@@ -57,6 +57,15 @@ pub fn target(alarm: &Alarm, settings: &Settings) -> Result<String, SkipReason> 
     })
 }
 
+/// Refusals a person must hear about: the alarm reads several instances, so it can never
+/// reboot any, while one of them may be sick. The other refusals are expected (a capacity
+/// alarm that does not ask for a reboot, a stale event, a cleared alarm, a stopped instance)
+/// and only audited: every alarm on a shared topic reaches this function, and paging for
+/// each would bury the notices that matter.
+pub fn needs_a_person(reason: &SkipReason) -> bool {
+    reason.code == SkipCode::SeveralTargets
+}
+
 /// Reboot or not, from the alarm and what EC2 says about the instance.
 pub fn decide(alarm: &Alarm, id: &str, facts: Option<&InstanceFacts>) -> Decision<Reboot> {
     let Some(facts) = facts else {
@@ -160,6 +169,23 @@ mod tests {
         ];
         for (a, want) in cases {
             assert_eq!(target(&a, &s).map_err(|r| r.code), want, "{a:?}");
+        }
+    }
+
+    #[test]
+    fn only_an_alarm_over_several_instances_needs_a_person() {
+        for (code, person) in [
+            (SkipCode::SeveralTargets, true),
+            (SkipCode::NotRequested, false),
+            (SkipCode::StaleEvent, false),
+            (SkipCode::AlarmCleared, false),
+            (SkipCode::TargetNotEligible, false),
+        ] {
+            assert_eq!(
+                needs_a_person(&SkipReason::new(code, "x")),
+                person,
+                "{code:?}"
+            );
         }
     }
 

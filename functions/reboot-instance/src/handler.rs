@@ -16,7 +16,7 @@ use selfheal_core::{
     Invocation, Response, SkipReason, Target,
 };
 
-use crate::decide::{decide, target, Reboot};
+use crate::decide::{decide, needs_a_person, target, Reboot};
 use crate::gate::{self, GateFetch, GateReport, GATE_FETCH_TIMEOUT};
 use crate::request::{self, Request};
 use crate::settings::Settings;
@@ -106,7 +106,16 @@ impl Deps {
         };
         let id = match target(alarm, &self.settings) {
             Ok(id) => id,
-            Err(reason) => return Ok(c.record(audit_of(&alarm.name).skipped(&reason)).await),
+            Err(reason) => {
+                let audit = audit_of(&alarm.name);
+                // The record is notified when it carries `escalate`.
+                let audit = if needs_a_person(&reason) {
+                    audit.detail("escalate", true)
+                } else {
+                    audit
+                };
+                return Ok(c.record(audit.skipped(&reason)).await);
+            }
         };
         let audit = audit_of(&id);
         // An event throttled or retried for hours describes a past that may be gone.
