@@ -146,13 +146,12 @@ pub fn load(dir: &Path) -> Result<Corpus, NabError> {
                 continue;
             };
             let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-            let (times, values, resorted) = parse_csv(&text).map_err(|(line, msg)| {
-                NabError::Row {
+            let (times, values, resorted) =
+                parse_csv(&text).map_err(|(line, msg)| NabError::Row {
                     path: path.clone(),
                     line,
                     msg,
-                }
-            })?;
+                })?;
             if resorted {
                 corpus
                     .warnings
@@ -174,7 +173,9 @@ pub fn load(dir: &Path) -> Result<Corpus, NabError> {
             }
             windows.sort_unstable();
             if times.is_empty() {
-                corpus.warnings.push(format!("{key}: no datapoints: skipped"));
+                corpus
+                    .warnings
+                    .push(format!("{key}: no datapoints: skipped"));
                 continue;
             }
             corpus.series.push(Series {
@@ -256,8 +257,11 @@ fn parse_profiles(text: &str) -> Result<Profiles, String> {
     Ok((get("standard")?, get("reward_low_FP_rate")?))
 }
 
-/// `(times, values, resorted)`; errors carry the 1-based line number.
-fn parse_csv(text: &str) -> Result<(Vec<i64>, Vec<f64>, bool), (usize, String)> {
+/// Times, values, and whether the rows had to be sorted.
+type Rows = (Vec<i64>, Vec<f64>, bool);
+
+/// The rows of a `timestamp,value` file; errors carry the 1-based line number.
+fn parse_csv(text: &str) -> Result<Rows, (usize, String)> {
     let mut rows: Vec<(i64, f64)> = Vec::new();
     for (k, line) in text.lines().enumerate() {
         let line_no = k + 1;
@@ -303,8 +307,7 @@ pub fn parse_time(s: &str) -> Option<i64> {
     let mut t = time.split(':').map(|x| x.parse::<i64>().ok());
     let (hh, mm) = (t.next()??, t.next()??);
     let ss = t.next().flatten().unwrap_or(0);
-    let valid =
-        (1..=12).contains(&m) && (1..=31).contains(&day) && hh < 24 && mm < 60 && ss < 61;
+    let valid = (1..=12).contains(&m) && (1..=31).contains(&day) && hh < 24 && mm < 60 && ss < 61;
     valid.then(|| days_from_civil(y, m, day) * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
@@ -354,9 +357,17 @@ mod tests {
             let t = parse_time(s).unwrap();
             assert_eq!(iso(t), s);
         }
-        assert_eq!(parse_time("2014-04-10 07:15:00.000000"), parse_time("2014-04-10T07:15:00Z"));
+        assert_eq!(
+            parse_time("2014-04-10 07:15:00.000000"),
+            parse_time("2014-04-10T07:15:00Z")
+        );
         assert_eq!(parse_time("1970-01-02 00:00:00"), Some(86_400));
-        for bad in ["", "2014-13-01 00:00:00", "yesterday", "2014-01-01 25:00:00"] {
+        for bad in [
+            "",
+            "2014-13-01 00:00:00",
+            "yesterday",
+            "2014-01-01 25:00:00",
+        ] {
             assert_eq!(parse_time(bad), None, "{bad}");
         }
     }
@@ -367,13 +378,19 @@ mod tests {
         let (t, v, sorted) = parse_csv(ok).unwrap();
         assert_eq!((t.len(), v, sorted), (2, vec![1.5, 2.0], false));
         assert_eq!(
-            parse_csv("timestamp,value\n2014-01-01 00:00:00,abc\n").unwrap_err().0,
+            parse_csv("timestamp,value\n2014-01-01 00:00:00,abc\n")
+                .unwrap_err()
+                .0,
             2
         );
-        assert_eq!(parse_csv("timestamp,value\n2014-01-01 00:00:00\n").unwrap_err().0, 2);
+        assert_eq!(
+            parse_csv("timestamp,value\n2014-01-01 00:00:00\n")
+                .unwrap_err()
+                .0,
+            2
+        );
         assert_eq!(parse_csv("timestamp,value\nnope,1\n").unwrap_err().0, 2);
-        let (_, v, sorted) =
-            parse_csv("2014-01-01 00:05:00,2\n2014-01-01 00:00:00,1\n").unwrap();
+        let (_, v, sorted) = parse_csv("2014-01-01 00:05:00,2\n2014-01-01 00:00:00,1\n").unwrap();
         assert_eq!((v, sorted), (vec![1.0, 2.0], true));
     }
 
@@ -382,9 +399,11 @@ mod tests {
         let w = parse_windows(r#"{"a/x.csv": [["2014-01-01 00:00:00.000000", "2014-01-01 01:00:00.000000"]], "a/y.csv": []}"#).unwrap();
         assert_eq!(w.get("a/x.csv").map(Vec::len), Some(1));
         assert!(parse_windows("[1]").is_err());
-        assert!(parse_windows(r#"{"a/x.csv": [["bad", "2014-01-01 00:00:00"]]}"#)
-            .unwrap_err()
-            .contains("a/x.csv"));
+        assert!(
+            parse_windows(r#"{"a/x.csv": [["bad", "2014-01-01 00:00:00"]]}"#)
+                .unwrap_err()
+                .contains("a/x.csv")
+        );
         let p = parse_profiles(r#"{"standard": {"CostMatrix": {"tpWeight": 1.0, "fnWeight": 1.0, "fpWeight": 0.11, "tnWeight": 1.0}}}"#).unwrap();
         assert_eq!(p, (Some(STANDARD), None));
         assert!(parse_profiles(r#"{"standard": {"CostMatrix": {}}}"#).is_err());
@@ -400,7 +419,11 @@ mod tests {
             .map(|i| format!("2014-01-01 00:{:02}:00,{i}\n", i * 5))
             .collect();
         std::fs::write(cat.join("s.csv"), format!("timestamp,value\n{rows}")).unwrap();
-        std::fs::write(cat.join("unlabelled.csv"), format!("timestamp,value\n{rows}")).unwrap();
+        std::fs::write(
+            cat.join("unlabelled.csv"),
+            format!("timestamp,value\n{rows}"),
+        )
+        .unwrap();
         std::fs::write(
             dir.join("labels").join("combined_windows.json"),
             r#"{"cat/s.csv": [["2014-01-01 00:10:00.000000", "2014-01-01 00:20:00.000000"]]}"#,

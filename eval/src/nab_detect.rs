@@ -17,18 +17,16 @@
 //!   last week (±15 min), and by more than 10 % of the probation's range (so a metric near
 //!   zero does not alarm on every wobble); no alarm without last week's data.
 
-use selfheal_core::anomaly::{assess, median, Direction, GateSettings, Judgement, Point, DAY, WEEK};
+use selfheal_core::anomaly::GateSettings;
+
+use crate::detect::{self, Alarm, References, Rule};
 
 use crate::nab::Series;
 use crate::nab_score::probationary_rows;
 
 /// Consecutive breaching datapoints an alarm needs.
 pub const DATAPOINTS: usize = 3;
-/// Half-width of a same-time reference window.
-pub const TOLERANCE: i64 = 15 * 60;
-pub const BAND_DAYS: i64 = 14;
 pub const BAND_WIDTH: f64 = 2.0;
-pub const MIN_BAND_POINTS: usize = 5;
 pub const LAST_WEEK_CHANGE: f64 = 0.30;
 pub const STATIC_MARGIN: f64 = 0.10;
 
@@ -67,16 +65,6 @@ impl Detector {
     }
 }
 
-/// One OK → ALARM transition and what the detector did with it.
-#[derive(Debug, Clone)]
-pub struct Alarm {
-    pub row: usize,
-    pub direction: Direction,
-    pub acted: bool,
-    /// The gate's judgement, score and baseline (static + gate only).
-    pub gate: Option<(Judgement, Option<f64>, Option<f64>)>,
-}
-
 /// Static thresholds `(lower, upper)` from the probationary rows.
 pub fn static_thresholds(s: &Series) -> (f64, f64) {
     let p = probationary_rows(s.len()).max(1).min(s.len());
@@ -106,164 +94,51 @@ fn probation_range(s: &Series) -> f64 {
     }
 }
 
-/// Rows whose time lies within `TOLERANCE` of `at`.
-fn rows_near(s: &Series, at: i64) -> std::ops::Range<usize> {
-    let a = s.times.partition_point(|t| *t < at - TOLERANCE);
-    let b = s.times.partition_point(|t| *t <= at + TOLERANCE);
-    a..b.max(a)
-}
-
-/// Which way row `i` breaches, for each detector's rule.
-fn breaches(s: &Series, detector: Detector) -> Vec<Option<Direction>> {
-    let n = s.len();
-    match detector {
-        Detector::Static | Detector::StaticGate => {
-            let (lo, hi) = static_thresholds(s);
-            s.values
-                .iter()
-                .map(|v| {
-                    if *v > hi {
-                        Some(Direction::Above)
-                    } else if *v < lo {
-                        Some(Direction::Below)
-                    } else {
-                        None
-                    }
-                })
-                .collect()
-        }
-        Detector::Band => (0..n)
-            .map(|i| {
-                let t = s.times[i];
-                let refs: Vec<f64> = (1..=BAND_DAYS)
-                    .flat_map(|k| s.values[rows_near(s, t - k * DAY)].iter().copied())
-                    .collect();
-                if refs.len() < MIN_BAND_POINTS {
-                    return None;
-                }
-                let mean = refs.iter().sum::<f64>() / refs.len() as f64;
-                let var = refs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / refs.len() as f64;
-                let width = BAND_WIDTH * var.sqrt().max(1e-9 * mean.abs()).max(1e-12);
-                let v = s.values[i];
-                if v > mean + width {
-                    Some(Direction::Above)
-                } else if v < mean - width {
-                    Some(Direction::Below)
-                } else {
-                    None
-                }
-            })
-            .collect(),
-        Detector::LastWeek => {
-            let floor = STATIC_MARGIN * probation_range(s);
-            (0..n)
-                .map(|i| {
-                    let mut refs = s.values[rows_near(s, s.times[i] - WEEK)].to_vec();
-                    let base = median(&mut refs)?;
-                    let diff = s.values[i] - base;
-                    if diff.abs() > (LAST_WEEK_CHANGE * base.abs()).max(floor) {
-                        Some(if diff > 0.0 {
-                            Direction::Above
-                        } else {
-                            Direction::Below
-                        })
-                    } else {
-                        None
-                    }
-                })
-                .collect()
-        }
-    }
-}
-
 /// Every OK → ALARM transition of `detector` on `s`, with its decision.
-pub fn run(s: &Series, detector: Detector, gate: &GateSettings) -> Vec<Alarm> {
-    let b = breaches(s, detector);
-    let alarm_at = |i: usize, d: Direction| {
-        i + 1 >= DATAPOINTS && (0..DATAPOINTS).all(|k| b[i - k] == Some(d))
-    };
-    let mut out = Vec::new();
-    for i in 0..s.len() {
-        for d in [Direction::Above, Direction::Below] {
-            if !alarm_at(i, d) || (i > 0 && alarm_at(i - 1, d)) {
-                continue;
-            }
-            let mut alarm = Alarm {
-                row: i,
-                direction: d,
-                acted: true,
-                gate: None,
-            };
-            if detector == Detector::StaticGate {
-                let t = s.times[i];
-                let from = s.times.partition_point(|x| *x < t - gate.lookback_secs());
-                let history: Vec<Point> = (from..i)
-                    .map(|j| Point::new(s.times[j], s.values[j]))
-                    .collect();
-                let breaching = &s.values[i + 1 - DATAPOINTS..=i];
-                let a = assess(t, breaching, &history, d, gate);
-                alarm.acted = a.judgement != Judgement::Expected;
-                alarm.gate = Some((a.judgement, a.score, a.baseline));
-            }
-            out.push(alarm);
+pub fn run(s: &Series, refs: &References, detector: Detector, gate: &GateSettings) -> Vec<Alarm> {
+    let rule = match detector {
+        Detector::Static | Detector::StaticGate => {
+            let (lower, upper) = static_thresholds(s);
+            Rule::Static { lower, upper }
         }
+        Detector::Band => Rule::Band { width: BAND_WIDTH },
+        Detector::LastWeek => Rule::LastWeek {
+            change: LAST_WEEK_CHANGE,
+            floor: STATIC_MARGIN * probation_range(s),
+        },
+    };
+    let mut alarms = detect::alarms(&refs.breaches(s, rule), DATAPOINTS);
+    if detector == Detector::StaticGate {
+        detect::gate(s, &mut alarms, DATAPOINTS, gate);
     }
-    out
+    alarms
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn series(values: Vec<f64>, step: i64) -> Series {
-        Series {
+    #[test]
+    fn static_thresholds_sit_just_outside_the_probation() {
+        let mut values = vec![10.0; 100];
+        values[0] = 20.0; // 15 probationary rows, range 10..20
+        values[50] = 100.0;
+        let s = Series {
             category: "c".into(),
             name: "s".into(),
-            times: (0..values.len() as i64).map(|i| 1_400_000_000 + i * step).collect(),
+            times: (0..100).map(|i| i * 300).collect(),
             values,
             windows: vec![],
-        }
-    }
-
-    #[test]
-    fn static_alarm_needs_three_breaching_points_and_fires_once() {
-        let mut v = vec![10.0; 100];
-        v[0] = 20.0; // probation range 10..20 → upper threshold 21
-        for x in &mut v[50..53] {
-            *x = 30.0;
-        }
-        v[60] = 30.0; // a single point does not alarm
-        for x in &mut v[70..80] {
-            *x = 0.0; // below 9
-        }
-        let a = run(&series(v, 300), Detector::Static, &GateSettings::default());
-        let rows: Vec<(usize, Direction)> = a.iter().map(|a| (a.row, a.direction)).collect();
-        assert_eq!(rows, vec![(52, Direction::Above), (72, Direction::Below)]);
-    }
-
-    #[test]
-    fn gate_acts_with_too_little_history_and_skips_a_daily_pattern() {
-        // 5-minute data, 10 days: a daily 2-hour peak at 90 from day 1 on, 10 otherwise;
-        // the probation (first 1.5 days) sees one peak at 50 only.
-        let per_day = 288;
-        let v: Vec<f64> = (0..10 * per_day)
-            .map(|i| {
-                let in_day = i % per_day;
-                let peak = (100..124).contains(&in_day);
-                match (i / per_day, peak) {
-                    (0, true) => 50.0,
-                    (_, true) => 90.0,
-                    _ => 10.0 + (i % 3) as f64,
-                }
-            })
-            .collect();
-        let s = series(v, 300);
-        let a = run(&s, Detector::StaticGate, &GateSettings::default());
-        assert!(a.len() >= 8, "{}", a.len());
-        // Day 1's peak: one day of history, 7 reference points: judged (and it is new).
-        // Later days: the same peak every day → expected pattern, skipped.
-        assert!(a.iter().skip(3).all(|x| !x.acted), "{a:?}");
-        let first = &a[0];
-        assert!(first.acted);
+        };
+        assert_eq!(static_thresholds(&s), (9.0, 21.0));
+        let flat = Series {
+            values: vec![40.0; 100],
+            ..s.clone()
+        };
+        let (lo, hi) = static_thresholds(&flat);
+        assert!(
+            (lo - 39.8).abs() < 1e-9 && (hi - 40.2).abs() < 1e-9,
+            "{lo} {hi}"
+        );
     }
 }

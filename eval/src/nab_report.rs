@@ -8,8 +8,9 @@ use std::path::Path;
 
 use selfheal_core::anomaly::{Direction, GateSettings, Judgement, WEEK};
 
+use crate::detect::{Alarm, References, BAND_DAYS, MIN_BAND_POINTS};
 use crate::nab::{iso, Corpus, CostMatrix, Series};
-use crate::nab_detect::{self, Alarm, Detector};
+use crate::nab_detect::{self, Detector};
 use crate::nab_score::{probationary_rows, score_series, SeriesScore};
 
 /// Counts for one detector over some series.
@@ -66,8 +67,6 @@ impl Tally {
 
 /// What the NAB part found: per category and overall, for every detector.
 pub struct NabResults {
-    /// (category, detector, tally); category "all" last.
-    pub rows: Vec<(String, Detector, Tally)>,
     pub markdown: String,
 }
 
@@ -151,9 +150,10 @@ pub fn run(
                 b - a + 1
             )?;
         }
+        let refs = References::new(s);
         let mut all_alarms = Vec::new();
         for d in Detector::ALL {
-            let alarms = nab_detect::run(s, d, gate);
+            let alarms = nab_detect::run(s, &refs, d, gate);
             for a in &alarms {
                 let w = s.window_at(a.row).and_then(|k| s.windows.get(k));
                 let (j, score, base) = match a.gate {
@@ -172,7 +172,11 @@ pub fn run(
                     s.name,
                     iso(s.times[a.row]),
                     s.values[a.row],
-                    if a.direction == Direction::Above { "above" } else { "below" },
+                    if a.direction == Direction::Above {
+                        "above"
+                    } else {
+                        "below"
+                    },
                     if a.acted { "act" } else { "skip" },
                     a.row >= p,
                     w.is_some(),
@@ -201,7 +205,10 @@ pub fn run(
                 t.low_fp.null,
                 t.low_fp.perfect
             )?;
-            match per.iter_mut().find(|(c, det, _)| *c == s.category && *det == d) {
+            match per
+                .iter_mut()
+                .find(|(c, det, _)| *c == s.category && *det == d)
+            {
                 Some((_, _, acc)) => acc.add(&t),
                 None => per.push((s.category.clone(), d, t)),
             }
@@ -234,7 +241,10 @@ pub fn run(
     }
 
     let mut md = String::new();
-    writeln!(md, "## Real labelled data: Numenta Anomaly Benchmark layout (`{source}`)\n")?;
+    writeln!(
+        md,
+        "## Real labelled data: Numenta Anomaly Benchmark layout (`{source}`)\n"
+    )?;
     writeln!(md, "{} labelled series in {} categories ({} windows after the probationary periods). \
         Every detector is an alarm that needs {} consecutive breaching datapoints and acts once per OK → ALARM \
         transition. Settings come from rules fixed up front, using at most each series' probationary rows (NAB's \
@@ -250,7 +260,7 @@ pub fn run(
         gate.z_threshold, gate.days, gate.weeks, gate.min_reference)?;
     writeln!(md, "- **seasonal band** (like CloudWatch anomaly detection at its default band width {}): outside \
         mean ± {} σ of the datapoints at the same time of day (±15 min) over the previous {} days; no band before \
-        {} such datapoints exist.", nab_detect::BAND_WIDTH, nab_detect::BAND_WIDTH, nab_detect::BAND_DAYS, nab_detect::MIN_BAND_POINTS)?;
+        {} such datapoints exist.", nab_detect::BAND_WIDTH, nab_detect::BAND_WIDTH, BAND_DAYS, MIN_BAND_POINTS)?;
     writeln!(md, "- **last week**: more than {:.0} % away from the median at the same time last week (±15 min) and by \
         more than {:.0} % of the probation's range; no alarm in the first week.\n", nab_detect::LAST_WEEK_CHANGE * 100.0, nab_detect::STATIC_MARGIN * 100.0)?;
     writeln!(md, "Precision: actions inside a labelled window / actions. Recall: windows with at least one action / \
@@ -289,6 +299,66 @@ pub fn run(
     writeln!(md, "\nThe gate skipped {} of the static alarm's scored alarms, {} of them inside a labelled window; it \
         judged {} alarms with too little history (and acted on them).\n",
         gate_all.skipped, gate_all.skipped_in_window, gate_all.too_little_history)?;
+    writeln!(
+        md,
+        "### Where the gate does not beat a baseline (labelled data)\n"
+    )?;
+    let mut any = false;
+    for (c, d, t) in rows.iter().filter(|r| r.1 != Detector::StaticGate) {
+        let Some((_, _, g)) = rows
+            .iter()
+            .find(|r| r.0 == *c && r.1 == Detector::StaticGate)
+        else {
+            continue;
+        };
+        let mut worse = Vec::new();
+        let better =
+            |a: Option<f64>, b: Option<f64>| matches!((a, b), (Some(a), Some(b)) if a > b + 1e-9);
+        if better(t.standard.normalised(), g.standard.normalised()) {
+            worse.push(format!(
+                "NAB standard {} vs {}",
+                opt(t.standard.normalised(), 1),
+                opt(g.standard.normalised(), 1)
+            ));
+        }
+        if better(t.low_fp.normalised(), g.low_fp.normalised()) {
+            worse.push(format!(
+                "NAB low FP {} vs {}",
+                opt(t.low_fp.normalised(), 1),
+                opt(g.low_fp.normalised(), 1)
+            ));
+        }
+        if better(t.recall(), g.recall()) {
+            worse.push(format!(
+                "recall {} vs {}",
+                opt(t.recall(), 3),
+                opt(g.recall(), 3)
+            ));
+        }
+        if t.false_per_week() + 1e-9 < g.false_per_week() {
+            worse.push(format!(
+                "false actions / week {:.2} vs {:.2}",
+                t.false_per_week(),
+                g.false_per_week()
+            ));
+        }
+        if !worse.is_empty() {
+            any = true;
+            writeln!(
+                md,
+                "- {c}: **{}** beats static + gate on {}.",
+                d.name(),
+                worse.join(", ")
+            )?;
+        }
+    }
+    if !any {
+        writeln!(
+            md,
+            "Nowhere: static + gate is at least as good as every baseline in every category."
+        )?;
+    }
+    writeln!(md)?;
     if !corpus.warnings.is_empty() {
         writeln!(md, "Skipped or adjusted while reading:\n")?;
         for w in &corpus.warnings {
@@ -300,5 +370,5 @@ pub fn run(
         scored, window, the gate's judgement and score), `nab/scores.csv` (per series and detector: counts and raw NAB \
         scores with their null and perfect), `nab/windows.csv`. Plots: `nab/<category>/<series>.png` (the series, \
         probation, labelled windows, and each detector's actions; crosses: alarms the gate skipped).\n")?;
-    Ok(NabResults { rows, markdown: md })
+    Ok(NabResults { markdown: md })
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::gate_eval::{fetched_history, Firing, THRESHOLD};
+use crate::detect::Alarm;
 use crate::scale_eval::{Outcome, TARGET};
 use crate::traces::{Trace, STEPS_PER_DAY};
 use selfheal_core::anomaly::{assess, Direction, GateSettings};
@@ -36,20 +36,28 @@ fn day(i: usize, from: usize) -> f64 {
 }
 
 /// One week of a CPU trace from step `from`: the metric, the gate's baseline and the edge of
-/// its normal band at every step, the static threshold, incidents, and what the gate did
+/// its normal band at every step, the alarm's threshold, incidents, and what the gate did
 /// with each alarm (green: acted, orange: skipped as expected).
 pub fn gate_week(
     path: &Path,
     trace: &Trace,
     from: usize,
-    firings: &[Firing],
+    alarms: &[Alarm],
+    threshold: f64,
     settings: &GateSettings,
 ) -> PlotResult {
     let to = (from + 7 * STEPS_PER_DAY).min(trace.values.len());
+    let series = crate::nab::Series {
+        category: trace.scenario.to_string(),
+        name: String::new(),
+        times: (0..trace.values.len()).map(|i| trace.time(i)).collect(),
+        values: trace.values.clone(),
+        windows: Vec::new(),
+    };
     let mut baseline = Vec::new();
     let mut edge = Vec::new();
     for i in from..to {
-        let h = fetched_history(trace, i, settings);
+        let h = crate::synth::fetched_history(&series, i, settings);
         let v = trace.values.get(i).copied().unwrap_or(0.0);
         let a = assess(trace.time(i), &[v], &h, Direction::Above, settings);
         if let (Some(b), Some(e)) = (a.baseline, a.band_edge) {
@@ -60,7 +68,7 @@ pub fn gate_week(
     let root = BitMapBackend::new(path, (1600, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let title = format!(
-        "{} (seed {}): one week, CPU %, static alarm at {THRESHOLD} vs the anomaly gate",
+        "{} (seed {}): one week, CPU %, tuned static alarm at {threshold} % and the anomaly gate",
         trace.scenario, trace.seed
     );
     let mut chart = ChartBuilder::on(&root)
@@ -93,7 +101,7 @@ pub fn gate_week(
         .legend(|(x, y)| Rectangle::new([(x, y - 6), (x + 18, y + 6)], INCIDENT.filled()));
     chart
         .draw_series(DashedLineSeries::new(
-            [(0.0, THRESHOLD), (7.0, THRESHOLD)],
+            [(0.0, threshold), (7.0, threshold)],
             8,
             6,
             RED.stroke_width(2),
@@ -123,21 +131,21 @@ pub fn gate_week(
         ))?
         .label("metric")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], TRACE.stroke_width(2)));
-    let shown: Vec<&Firing> = firings
+    let shown: Vec<&Alarm> = alarms
         .iter()
-        .filter(|f| f.step >= from && f.step < to)
+        .filter(|f| f.row >= from && f.row < to)
         .collect();
     chart
-        .draw_series(shown.iter().filter(|f| f.gate_acts()).map(|f| {
-            let v = trace.values.get(f.step).copied().unwrap_or(0.0);
-            TriangleMarker::new((day(f.step, from), v), 9, ACT.filled())
+        .draw_series(shown.iter().filter(|f| f.acted).map(|f| {
+            let v = trace.values.get(f.row).copied().unwrap_or(0.0);
+            TriangleMarker::new((day(f.row, from), v), 9, ACT.filled())
         }))?
         .label("alarm: gate acts")
         .legend(|(x, y)| TriangleMarker::new((x + 9, y), 7, ACT.filled()));
     chart
-        .draw_series(shown.iter().filter(|f| !f.gate_acts()).map(|f| {
-            let v = trace.values.get(f.step).copied().unwrap_or(0.0);
-            Cross::new((day(f.step, from), v), 8, SKIP.stroke_width(3))
+        .draw_series(shown.iter().filter(|f| !f.acted).map(|f| {
+            let v = trace.values.get(f.row).copied().unwrap_or(0.0);
+            Cross::new((day(f.row, from), v), 8, SKIP.stroke_width(3))
         }))?
         .label("alarm: gate skips (expected pattern)")
         .legend(|(x, y)| Cross::new((x + 9, y), 6, SKIP.stroke_width(3)));
@@ -266,7 +274,7 @@ pub fn scaling(
 pub fn nab_series(
     path: &Path,
     s: &crate::nab::Series,
-    runs: &[(crate::nab_detect::Detector, Vec<crate::nab_detect::Alarm>)],
+    runs: &[(crate::nab_detect::Detector, Vec<crate::detect::Alarm>)],
 ) -> PlotResult {
     let (Some(t0), Some(t1)) = (s.times.first(), s.times.last()) else {
         return Ok(());
@@ -283,7 +291,10 @@ pub fn nab_series(
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            format!("{}/{}: labelled windows and each detector's actions", s.category, s.name),
+            format!(
+                "{}/{}: labelled windows and each detector's actions",
+                s.category, s.name
+            ),
             ("sans-serif", 22),
         )
         .margin(10)
@@ -304,7 +315,10 @@ pub fn nab_series(
             )))?
             .label("probationary (not scored)")
             .legend(|(x, y)| {
-                Rectangle::new([(x, y - 6), (x + 18, y + 6)], RGBColor(225, 225, 225).filled())
+                Rectangle::new(
+                    [(x, y - 6), (x + 18, y + 6)],
+                    RGBColor(225, 225, 225).filled(),
+                )
             });
     }
     chart
@@ -323,18 +337,16 @@ pub fn nab_series(
         ))?
         .label("metric")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], TRACE.stroke_width(2)));
-    let colors = [
-        RGBColor(200, 30, 30),
-        ACT,
-        BAND,
-        RGBColor(40, 40, 40),
-    ];
+    let colors = [RGBColor(200, 30, 30), ACT, BAND, RGBColor(40, 40, 40)];
     for (k, ((d, alarms), color)) in runs.iter().zip(colors).enumerate() {
         let y = lo - lane * (k as f64 + 1.0);
         chart
-            .draw_series(alarms.iter().filter(|a| a.acted).map(|a| {
-                TriangleMarker::new((x(s.times[a.row]), y), 7, color.filled())
-            }))?
+            .draw_series(
+                alarms
+                    .iter()
+                    .filter(|a| a.acted)
+                    .map(|a| TriangleMarker::new((x(s.times[a.row]), y), 7, color.filled())),
+            )?
             .label(format!("{} acts", d.name()))
             .legend(move |(x, y)| TriangleMarker::new((x + 9, y), 6, color.filled()));
         chart.draw_series(

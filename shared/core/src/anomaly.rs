@@ -3,8 +3,15 @@
 //! week (Monday-morning peak)?
 //!
 //! Pure and deterministic: plain numbers in, an [`Assessment`] with every number behind the
-//! judgement out. No AWS here (the history arrives through `selfheal::metrics`); the
-//! evaluation harness (`eval/`) compiles this very file to replay traces through it.
+//! judgement out. No AWS here (the history arrives through the metric-history port); the
+//! evaluation harness (`eval/`) replays synthetic and real labelled traces through it.
+//!
+//! **Short histories.** A season counts only with at least `min_reference` (5) datapoints in
+//! its reference windows; with neither season counting the judgement is
+//! [`Judgement::TooLittleHistory`] and the caller acts as without the gate. At a 5-minute
+//! period the daily season counts from the second day (±15 minutes holds 7 datapoints a day),
+//! the weekly one from the second week; at a 1-hour period the daily season needs 5 days.
+//! With only the daily season the score is its score (the weekly season cannot veto).
 //!
 //! ## Method: seasonal median + MAD robust z-score, two seasons, the milder one wins
 //!
@@ -99,10 +106,12 @@ pub struct GateSettings {
     /// `SELFHEAL_ANOMALY_GATE`: `on` (default), `shadow` or `off`.
     pub mode: GateMode,
     /// `SELFHEAL_ANOMALY_SENSITIVITY`: robust z-score at or beyond which a value is abnormal
-    /// (default 2.0 = `high`; `medium` = 2.5, `low` = 3.5). Lower lets more alarms through.
-    /// 2.0 is the evaluation's pick: on the tuning traces it keeps recall ≥ 0.95 with margin
-    /// (0.967), where 2.5 (0.962 on tuning) fell to 0.942 on the reported traces. A missed
-    /// incident costs an outage; a rare extra reboot is still bounded by the guardrails.
+    /// (default 1.0; named levels `high` = 2.0, `medium` = 2.5, `low` = 3.5 let fewer alarms
+    /// through). Lower lets more alarms through. The default is the evaluation's tuning rule
+    /// applied to its tuning seeds only (`make eval`, "Tuning" in eval/results/RESULTS.md):
+    /// of the z values tried, the one with the fewest false actions among those that keep at
+    /// least 95 % of the alarm's own recall. A missed incident costs an outage; an extra
+    /// reboot is still bounded by the guardrails.
     pub z_threshold: f64,
     /// `SELFHEAL_ANOMALY_DAYS`: previous days read for the daily reference (default 7).
     pub days: u32,
@@ -122,7 +131,7 @@ impl Default for GateSettings {
     fn default() -> Self {
         Self {
             mode: GateMode::On,
-            z_threshold: 2.0,
+            z_threshold: 1.0,
             days: 7,
             weeks: 4,
             tolerance_secs: 15 * 60,
