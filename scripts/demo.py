@@ -8,9 +8,11 @@ and fake credentials. Each function has a module scripts/demo_<function>.py with
 """
 
 import base64
+import datetime
 import importlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -79,6 +81,30 @@ class Demo:
                 if all(n in hay for n in needles):
                     out.append(r)
         return out
+
+    def fresh(self, event):
+        """The event with the sample's fixed times moved to now: the alarm functions skip alarm
+        events older than SELFHEAL_MAX_EVENT_AGE_SECONDS (an hour by default)."""
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        return json.loads(re.sub(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d", now, json.dumps(event)))
+
+    def alarm(self, name, namespace, metric, dimensions, comparison="GreaterThanThreshold", threshold=1.0, tags=None, state="ALARM"):
+        """Creates (or replaces) a metric alarm in the emulator and sets its state: the alarm
+        functions act only on alarms that exist and are still in ALARM when they act."""
+        cw = self.client("cloudwatch")
+        cw.put_metric_alarm(
+            AlarmName=name,
+            Namespace=namespace,
+            MetricName=metric,
+            Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
+            Statistic="Maximum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=threshold,
+            ComparisonOperator=comparison,
+            Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()],
+        )
+        cw.set_alarm_state(AlarmName=name, StateValue=state, StateReason="selfheal demo")
 
     def create_shared(self):
         ddb = self.client("dynamodb")
@@ -219,7 +245,7 @@ def main():
     print(f"{BOLD}selfheal demo{RESET} — AWS emulator at {demo.endpoint}; functions run by the Lambda runtime emulator (cargo lambda)")
     print("building the functions (first run compiles the AWS SDK: a few minutes) ...", flush=True)
     packages = [arg for fn, _ in modules for arg in ("-p", fn)]
-    subprocess.run(["cargo", "build", "--quiet", "--bins", *packages], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--quiet", "--locked", "--bins", *packages], cwd=ROOT, check=True)
     demo.create_shared()
     env = {
         "AWS_ENDPOINT_URL": demo.endpoint,

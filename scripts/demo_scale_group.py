@@ -15,11 +15,11 @@ PLACEHOLDER = "selfheal-sample-asg"
 _state = {}
 
 
-def _event(sample, group):
+def _event(demo, sample, group):
     with open(os.path.join(EVENTS, sample)) as f:
         # The placeholder also appears inside the SNS message (JSON in a string): a plain
-        # text replacement reaches both.
-        return json.loads(f.read().replace(PLACEHOLDER, group))
+        # text replacement reaches both. Sent now: older alarm events are not acted on.
+        return demo.fresh(json.loads(f.read().replace(PLACEHOLDER, group)))
 
 
 def _desired(demo, group):
@@ -53,6 +53,9 @@ def setup(demo):
         ],
     )
     _state["group"] = group
+    # The samples' alarm as it exists in CloudWatch: CPU above its threshold, in ALARM. The
+    # function acts only while it is, and scales the way its comparison says (above: out).
+    demo.alarm("web-asg-cpu-high", "AWS/EC2", "CPUUtilization", {"AutoScalingGroupName": group}, threshold=60.0)
     # No cooldown, so that the demo can show three alarms in a row.
     return {"SELFHEAL_COOLDOWN_SECONDS": "0"}
 
@@ -83,7 +86,7 @@ def run(demo):
     outcomes = []
     for trigger, sample in steps:
         before = _desired(demo, group)
-        records = demo.invoke("scale-group", _event(sample, group))
+        records = demo.invoke("scale-group", _event(demo, sample, group))
         after = _desired(demo, group)
         first = _first(records)
         details = first.get("details", {})
@@ -110,6 +113,6 @@ def run(demo):
     demo.expect("the next step is cut at MaxSize 6", outcomes[1] == ("acted", 6))
     demo.expect("at MaxSize the alarm is refused", outcomes[2] == ("at-bound", 6))
 
-    records = demo.invoke("scale-group", _event("scale-group-ok.json", group))
+    records = demo.invoke("scale-group", _event(demo, "scale-group-ok.json", group))
     _show(demo, "alarm recovers (ALARM -> OK)", records, "no scale-in by itself")
     demo.expect("recovery does not resize", _first(records).get("code") == "not-alarm-transition")
