@@ -76,9 +76,11 @@ integration: setup
 # events over 200 targets in 20 groups against the emulator's DynamoDB ledger) and a million
 # fuzzed events per parser (alarm shapes, S3/EventBridge object events and scrubs, SQS).
 soak: setup
+	mkdir -p target && : > target/soak.log
 	SELFHEAL_STORM_EVENTS=1000 SELFHEAL_STORM_TARGETS=200 SELFHEAL_STORM_GROUPS=20 \
-	  scripts/with-moto.sh --state .moto/soak cargo test -p selfheal-tests --locked -- guardrails:: --nocapture --test-threads 1
-	SELFHEAL_FUZZ_CASES=1000000 cargo test --locked -p selfheal-core -p restore-object -p replay-transactions --lib fuzzed -- --nocapture
+	  scripts/with-moto.sh --state .moto/soak cargo test -p selfheal-tests --locked -- guardrails:: --nocapture --test-threads 1 2>&1 | tee -a target/soak.log
+	SELFHEAL_FUZZ_CASES=1000000 cargo test --locked -p selfheal-core -p restore-object -p replay-transactions --lib fuzzed -- --nocapture 2>&1 | tee -a target/soak.log
+	python3 scripts/soak_report.py target/soak.log > bench/SOAK.md
 
 demo: setup
 	scripts/with-moto.sh --state .moto/demo $(VENV)/bin/python scripts/demo.py
