@@ -1,9 +1,11 @@
-//! `selfheal-eval`: replays seeded synthetic traces through the anomaly gate and the
-//! forecaster — the same source files the functions compile — and reports against a static
-//! threshold, the severity step and a simulated target-tracking policy.
+//! `selfheal-eval`: replays seeded synthetic traces and real labelled series (any folder in
+//! the Numenta Anomaly Benchmark layout) through the anomaly gate — the crate the functions
+//! run — against baselines a user might pick instead, and the forecaster against the severity
+//! step and a simulated target-tracking policy.
 //!
-//! `cargo run --release -p selfheal-eval -- --out eval/results` writes `RESULTS.md` and PNG
-//! plots there. Deterministic: the same numbers on every run and machine.
+//! `cargo run --release -p selfheal-eval -- --out eval/results [--nab DIR]` writes
+//! `RESULTS.md`, PNG plots and the raw decisions as CSV there. Deterministic: the same numbers
+//! on every run and machine (except measured latencies).
 
 // The decision code under evaluation is the core crate's: the very code reboot-instance and
 // scale-group run, with no AWS SDK in the harness's build.
@@ -95,6 +97,12 @@ fn run(out: &Path, nab_dir: Option<&Path>) -> Result<(), Box<dyn std::error::Err
         synth::Setting::Static { threshold, .. } => threshold,
         _ => synth::UNTUNED.0,
     };
+    let raw = out.join("synthetic");
+    std::fs::create_dir_all(&raw)?;
+    for (name, text) in &synth_res.csv {
+        std::fs::write(raw.join(name), text)?;
+    }
+    std::fs::write(raw.join("tuning.csv"), synth::tuning_csv(&synth_res))?;
     for (trace, alarms) in &synth_res.shown {
         // The week after clocks change (week 6), where the local-time scenarios are hardest.
         plots::gate_week(
@@ -231,7 +239,7 @@ fn run(out: &Path, nab_dir: Option<&Path>) -> Result<(), Box<dyn std::error::Err
             md.push_str(&r.markdown);
         }
         None => {
-            writeln!(md, "## Real labelled data\n\nNot run: no `--nab DIR` given (`make eval` passes `../shared/nab` when that folder exists). Only the synthetic evaluation below.\n")?;
+            writeln!(md, "## Real labelled data\n\nNot run: no `--nab DIR` given (`make eval` passes `../shared/nab` when that folder exists). This file holds the synthetic evaluation only.\n")?;
         }
     }
     writeln!(

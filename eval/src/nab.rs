@@ -123,6 +123,13 @@ pub fn load(dir: &Path) -> Result<Corpus, NabError> {
         corpus.low_fp = low_fp;
     }
     let data = dir.join("data");
+    for key in labels.keys() {
+        if !data.join(key).exists() {
+            corpus
+                .warnings
+                .push(format!("{key}: in the labels but no data file: ignored"));
+        }
+    }
     let mut categories: Vec<PathBuf> = std::fs::read_dir(&data)
         .map_err(io(&data))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -275,10 +282,11 @@ fn parse_csv(text: &str) -> Result<Rows, (usize, String)> {
         };
         let t = t.trim().trim_matches('"');
         let v = v.trim().trim_matches('"');
-        if k == 0 && t.eq_ignore_ascii_case("timestamp") {
-            continue;
+        let parsed = parse_time(t);
+        if k == 0 && parsed.is_none() {
+            continue; // a header row, whatever its names
         }
-        let at = parse_time(t).ok_or_else(|| (line_no, format!("bad timestamp {t:?}")))?;
+        let at = parsed.ok_or_else(|| (line_no, format!("bad timestamp {t:?}")))?;
         let value: f64 = v
             .parse()
             .ok()
@@ -390,6 +398,12 @@ mod tests {
             2
         );
         assert_eq!(parse_csv("timestamp,value\nnope,1\n").unwrap_err().0, 2);
+        // Any header names; a file without a header starts with data.
+        assert_eq!(
+            parse_csv("time,cpu\n2014-01-01 00:00:00,3\n").unwrap().1,
+            vec![3.0]
+        );
+        assert_eq!(parse_csv("2014-01-01 00:00:00,3\n").unwrap().1, vec![3.0]);
         let (_, v, sorted) = parse_csv("2014-01-01 00:05:00,2\n2014-01-01 00:00:00,1\n").unwrap();
         assert_eq!((v, sorted), (vec![1.0, 2.0], true));
     }

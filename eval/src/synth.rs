@@ -8,12 +8,13 @@
 //! higher recall). For the gate, the family is "the alarm it sits on, with the gate at each
 //! sensitivity", so the rule keeps 95 % of the alarm's own recall.
 
+use std::fmt::Write as _;
 use std::ops::Range;
 
 use selfheal_core::anomaly::{Direction, GateSettings, Point};
 
 use crate::detect::{self, Alarm, References, Rule};
-use crate::nab::Series;
+use crate::nab::{iso, Series};
 use crate::rng::Rng;
 use crate::traces::{self, Trace, STEPS_PER_WEEK};
 
@@ -417,6 +418,8 @@ pub struct Results {
     /// (time, breaching, history as fetched) of gated alarms, for the latency bench.
     pub alarm_inputs: Vec<(i64, Vec<f64>, Vec<Point>)>,
     pub cfg: Config,
+    /// Raw material beside the tables: (file name, CSV text).
+    pub csv: Vec<(&'static str, String)>,
 }
 
 pub const UNTUNED: (f64, usize) = (80.0, 2);
@@ -493,13 +496,62 @@ pub fn run(cfg: &Config, gate: &GateSettings) -> Results {
         .collect();
     let mut shown = Vec::new();
     let mut alarm_inputs = Vec::new();
+    let mut incidents_csv = String::from("scenario,seed,incident,start,end,kind,scored\n");
+    let mut counts_csv = String::from(
+        "detector,scenario,seed,actions,false_actions,incidents,caught,alarmed,weeks_scored,delay_minutes_sum\n",
+    );
+    let mut decisions_csv = String::from(
+        "detector,scenario,seed,timestamp,value,decision,incident,gate_judgement,gate_score\n",
+    );
     for (k, scenario) in traces::GATE_SCENARIOS.iter().enumerate() {
         for seed in cfg.seeds.clone() {
             let mut p = Prepared::new(scenario, seed, cfg);
+            for (n, (&(a, b), kind)) in p.trace.incidents.iter().zip(&p.trace.kinds).enumerate() {
+                let _ = writeln!(
+                    incidents_csv,
+                    "{scenario},{seed},{n},{},{},{kind},{}",
+                    iso(p.trace.time(a)),
+                    iso(p.trace.time(b)),
+                    a >= p.from
+                );
+            }
             let mut keep = Vec::new();
             for r in reported.iter_mut() {
                 let (acted, base) = p.run(r.setting, gate);
-                r.per_trace.push((k, p.count(&acted, &base)));
+                let c = p.count(&acted, &base);
+                let _ = writeln!(
+                    counts_csv,
+                    "{},{scenario},{seed},{},{},{},{},{},{:.4},{}",
+                    csv_label(&r.setting.describe()),
+                    c.actions,
+                    c.false_actions,
+                    c.incidents,
+                    c.caught,
+                    c.alarmed,
+                    c.weeks,
+                    c.delay_minutes
+                );
+                for a in acted.iter().filter(|a| a.row >= p.from) {
+                    let (j, score) = match a.gate {
+                        Some((j, sc, _)) => (
+                            format!("{j:?}"),
+                            sc.map_or(String::new(), |x| format!("{x:.3}")),
+                        ),
+                        None => Default::default(),
+                    };
+                    let _ = writeln!(
+                        decisions_csv,
+                        "{},{scenario},{seed},{},{:.3},{},{},{j},{score}",
+                        csv_label(&r.setting.describe()),
+                        iso(p.trace.time(a.row)),
+                        p.trace.values[a.row],
+                        if a.acted { "act" } else { "skip" },
+                        p.trace
+                            .incident_at(a.row)
+                            .map_or(String::new(), |n| n.to_string()),
+                    );
+                }
+                r.per_trace.push((k, c));
                 if seed == cfg.seeds.start
                     && r.setting
                         == (Setting::Gated {
@@ -534,7 +586,47 @@ pub fn run(cfg: &Config, gate: &GateSettings) -> Results {
         shown,
         alarm_inputs,
         cfg: cfg.clone(),
+        csv: vec![
+            ("incidents.csv", incidents_csv),
+            ("counts.csv", counts_csv),
+            ("decisions.csv", decisions_csv),
+        ],
     }
+}
+
+fn csv_label(label: &str) -> String {
+    format!("\"{}\"", label.trim().replace('"', "'"))
+}
+
+/// The tuning tables as CSV: family, setting, counts summed over the tuning seeds.
+pub fn tuning_csv(res: &Results) -> String {
+    let mut out = String::from(
+        "family,setting,actions,false_actions,incidents,caught,alarmed,weeks_scored,picked\n",
+    );
+    let picks: Vec<Setting> = res.reported.iter().map(|r| r.setting).collect();
+    for (family, table) in [
+        ("static", &res.static_tuning),
+        ("gate", &res.gate_tuning),
+        ("seasonal-band", &res.band_tuning),
+        ("last-week", &res.last_week_tuning),
+    ] {
+        for (s, c) in table.iter() {
+            let picked = picks.contains(s) && family != "gate"
+                || (family == "gate" && res.gate_pick == Some(*s));
+            let _ = writeln!(
+                out,
+                "{family},{},{},{},{},{},{},{:.4},{picked}",
+                csv_label(&s.describe()),
+                c.actions,
+                c.false_actions,
+                c.incidents,
+                c.caught,
+                c.alarmed,
+                c.weeks
+            );
+        }
+    }
+    out
 }
 
 /// Recent history fetched along with the references (as in reboot-instance).

@@ -142,6 +142,10 @@ pub fn markdown(res: &Results, gate: &GateSettings) -> Result<String, std::fmt::
         writeln!(md, "Brackets: 95 % bootstrap intervals ({n} resamples of whole traces, within each scenario), \
             so incidents and alarms of one trace move together.\n")?;
     }
+    writeln!(md, "Raw material: `synthetic/incidents.csv` (every incident: start, end, kind), `synthetic/decisions.csv` \
+        (every alarm in the scored weeks of every reported detector: time, value, act/skip, incident, the gate's \
+        judgement and score), `synthetic/counts.csv` (per detector and trace: the counts behind every rate and \
+        interval), `synthetic/tuning.csv` (the tuning tables).\n")?;
     writeln!(md, "| scenario | detector | incidents | recall | recall of alarmed incidents | actions | precision | false actions / week | mean delay (min) |")?;
     writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|")?;
     let scenarios: Vec<(Option<usize>, String)> = traces::GATE_SCENARIOS
