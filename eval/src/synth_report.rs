@@ -43,8 +43,10 @@ pub fn acceptance(res: &Results) -> Vec<(String, bool)> {
         ),
         (
             format!(
-                "… keeping ≥ 0.95 of that alarm's recall (recall of alarmed incidents): {:.3}",
-                ug.alarmed_recall()
+                "… keeping ≥ 0.95 of that alarm's recall (recall of alarmed incidents): {:.4} ({} of {})",
+                ug.alarmed_recall(),
+                ug.caught,
+                ug.alarmed
             ),
             ug.alarmed_recall() >= 0.95,
         ),
@@ -58,8 +60,10 @@ pub fn acceptance(res: &Results) -> Vec<(String, bool)> {
         ),
         (
             format!(
-                "… keeping ≥ 0.95 of that alarm's recall: {:.3}",
-                tg.alarmed_recall()
+                "… keeping ≥ 0.95 of that alarm's recall: {:.4} ({} of {})",
+                tg.alarmed_recall(),
+                tg.caught,
+                tg.alarmed
             ),
             tg.alarmed_recall() >= 0.95,
         ),
