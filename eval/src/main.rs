@@ -83,6 +83,17 @@ fn usage(err: &str) -> ExitCode {
 
 fn run(out: &Path, nab_dir: Option<&Path>) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(out)?;
+    // Read the labelled corpus first: a malformed file stops the run before the long part.
+    let corpus = match nab_dir {
+        Some(dir) => {
+            let c = nab::load(dir)?;
+            for w in &c.warnings {
+                eprintln!("selfheal-eval: warning: {w}");
+            }
+            Some(c)
+        }
+        None => None,
+    };
     let fonts = plots::register_font();
     let started = Instant::now();
     let gate = GateSettings::default();
@@ -228,17 +239,13 @@ fn run(out: &Path, nab_dir: Option<&Path>) -> Result<(), Box<dyn std::error::Err
 
     md.push_str(&synth_report::markdown(&synth_res, &gate)?);
 
-    match nab_dir {
-        Some(dir) => {
-            let corpus = nab::load(dir)?;
-            for w in &corpus.warnings {
-                eprintln!("selfheal-eval: warning: {w}");
-            }
+    match (nab_dir, &corpus) {
+        (Some(dir), Some(corpus)) => {
             let shown = dir.to_string_lossy();
-            let r = nab_report::run(&corpus, &shown, out, &gate, true)?;
+            let r = nab_report::run(corpus, &shown, out, &gate, true)?;
             md.push_str(&r.markdown);
         }
-        None => {
+        _ => {
             writeln!(md, "## Real labelled data\n\nNot run: no `--nab DIR` given (`make eval` passes `../shared/nab` when that folder exists). This file holds the synthetic evaluation only.\n")?;
         }
     }

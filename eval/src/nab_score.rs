@@ -170,6 +170,29 @@ mod tests {
         assert!((perfect.normalised().unwrap() - 100.0).abs() < 1e-9);
     }
 
+    proptest::proptest! {
+        /// Any detections on any windows: finite, never above perfect, 0 for none.
+        #[test]
+        fn scores_are_bounded(
+            rows in 1usize..400,
+            cuts in proptest::collection::vec(0usize..400, 0..8),
+            detections in proptest::collection::vec(0usize..450, 0..30),
+        ) {
+            let mut c: Vec<usize> = cuts.into_iter().filter(|x| *x < rows).collect();
+            c.sort_unstable();
+            c.dedup();
+            let windows: Vec<(usize, usize)> = c.chunks(2).filter(|p| p.len() == 2).map(|p| (p[0], p[1])).collect();
+            let s = score_series(rows, &windows, &detections, &STANDARD);
+            proptest::prop_assert!(s.raw.is_finite());
+            proptest::prop_assert!(s.raw <= s.perfect + 1e-9);
+            if let Some(n) = s.normalised() {
+                proptest::prop_assert!(n <= 100.0 + 1e-9);
+            }
+            let none = score_series(rows, &windows, &[], &STANDARD);
+            proptest::prop_assert!((none.raw - none.null).abs() < 1e-12);
+        }
+    }
+
     #[test]
     fn windows_inside_the_probation_are_not_scored() {
         // 100 rows → 15 probationary; the first window ends at row 9.
