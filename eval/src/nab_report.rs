@@ -252,7 +252,8 @@ pub fn run(
         corpus.series.len(), categories.len(), rows.iter().filter(|r| r.0 == "all" && r.1 == Detector::Static).map(|r| r.2.windows).sum::<usize>(),
         nab_detect::DATAPOINTS)?;
     writeln!(md, "- **static**: above the probation's max + {:.0} % of its range, or below its min − {:.0} % (the alarm \
-        an operator sets so it would not have fired on the data they had).", nab_detect::STATIC_MARGIN * 100.0, nab_detect::STATIC_MARGIN * 100.0)?;
+        an operator sets so it would not have fired on the data they had; on a series sampled every minute the \
+        750-row cap is 12.5 hours, less than one daily cycle, so this alarm fires on the daily peak).", nab_detect::STATIC_MARGIN * 100.0, nab_detect::STATIC_MARGIN * 100.0)?;
     writeln!(md, "- **static + gate**: the static alarm; before acting, the anomaly gate with the shipped defaults \
         (z {}, {} days, {} weeks) on the history before the alarm. Acts unless the gate judges the value an expected \
         pattern; with too little history (fewer than {} reference datapoints in both seasons: the first day of a \
