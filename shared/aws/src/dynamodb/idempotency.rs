@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
 };
@@ -15,7 +14,7 @@ use selfheal_core::ports::idempotency::{
 };
 use selfheal_core::AwsError;
 
-use super::{backoff, batch_get, n, s, KEY_ATTRIBUTE, ROUNDS, TTL_ATTRIBUTE};
+use super::{backoff, batch_get, cancellation_reasons, n, s, KEY_ATTRIBUTE, ROUNDS, TTL_ATTRIBUTE};
 use crate::error::from_sdk;
 
 /// Items per `TransactWriteItems` request: DynamoDB allows 100; one slot is the budget's.
@@ -197,19 +196,7 @@ impl DynamoIdempotency {
                 }
                 Err(e) => e,
             };
-            let reasons: Option<Vec<Option<String>>> = err
-                .as_service_error()
-                .and_then(|se| match se {
-                    TransactWriteItemsError::TransactionCanceledException(tc) => Some(tc),
-                    _ => None,
-                })
-                .map(|tc| {
-                    tc.cancellation_reasons()
-                        .iter()
-                        .map(|r| r.code().map(str::to_string))
-                        .collect()
-                });
-            let Some(reasons) = reasons else {
+            let Some(reasons) = cancellation_reasons(&err) else {
                 return Err(from_sdk("dynamodb:TransactWriteItems", &self.table, err));
             };
             let code = |k: usize| reasons.get(k).cloned().flatten();

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use selfheal_core::ports::ledger::{
@@ -14,7 +13,7 @@ use selfheal_core::ports::ledger::{
 };
 use selfheal_core::AwsError;
 
-use super::{batch_get, n, s, Item, KEY_ATTRIBUTE, TTL_ATTRIBUTE};
+use super::{batch_get, cancellation_reasons, n, s, Item, KEY_ATTRIBUTE, TTL_ATTRIBUTE};
 use crate::error::from_sdk;
 
 pub struct DynamoLedger {
@@ -207,16 +206,6 @@ fn put(table: &str, w: &LedgerWrite) -> Result<Put, AwsError> {
         .map_err(|e| AwsError::new("dynamodb:TransactWriteItems", table, e.to_string()))
 }
 
-fn lost_race(e: Option<&TransactWriteItemsError>) -> bool {
-    match e {
-        Some(TransactWriteItemsError::TransactionCanceledException(tc)) => tc
-            .cancellation_reasons()
-            .iter()
-            .any(|r| r.code() == Some("ConditionalCheckFailed")),
-        _ => false,
-    }
-}
-
 #[async_trait]
 impl Ledger for DynamoLedger {
     async fn target(&self, key: &str) -> Result<TargetRecord, LedgerError> {
@@ -288,7 +277,14 @@ impl Ledger for DynamoLedger {
         match res {
             Ok(_) => Ok(true),
             // A transaction cancelled by a failed condition lost a race.
-            Err(e) if lost_race(e.as_service_error()) => Ok(false),
+            Err(e)
+                if cancellation_reasons(&e).is_some_and(|r| {
+                    r.iter()
+                        .any(|c| c.as_deref() == Some("ConditionalCheckFailed"))
+                }) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(from_sdk(
                 "dynamodb:TransactWriteItems",
                 format!(

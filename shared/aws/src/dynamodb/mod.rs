@@ -9,8 +9,11 @@ pub mod processed;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_dynamodb::Client;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
 use selfheal_core::AwsError;
 
 use crate::error::from_sdk;
@@ -36,6 +39,23 @@ pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
 
 pub(crate) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
+}
+
+/// The per-item cancellation codes of a `TransactWriteItems` that DynamoDB cancelled
+/// (`ConditionalCheckFailed`, `TransactionConflict`, `None`, ...), in request order; `None`
+/// when the error is not a cancellation.
+pub(crate) fn cancellation_reasons(
+    err: &SdkError<TransactWriteItemsError, HttpResponse>,
+) -> Option<Vec<Option<String>>> {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(tc)) => Some(
+            tc.cancellation_reasons()
+                .iter()
+                .map(|r| r.code().map(str::to_string))
+                .collect(),
+        ),
+        _ => None,
+    }
 }
 
 pub(crate) async fn backoff(round: u32) {
