@@ -343,6 +343,13 @@ pub fn run(
                 g.false_per_week()
             ));
         }
+        if better(g.mean_delay(), t.mean_delay()) {
+            worse.push(format!(
+                "mean delay {} vs {} min",
+                opt(t.mean_delay(), 0),
+                opt(g.mean_delay(), 0)
+            ));
+        }
         if !worse.is_empty() {
             any = true;
             writeln!(
