@@ -320,10 +320,14 @@ impl Deps {
             .act_guarded(audit, guarded, |audit| async move {
                 match instances.reboot(id).await {
                     Ok(()) => audit.acted(format!("rebooted {id}: {reason}")),
-                    // Not handed back for a Lambda retry even when retryable: the SDK already
-                    // retried with backoff, and the ledger holds the reservation, so a retry
-                    // would only be refused by the cooldown. Audited and notified instead.
-                    Err(e) => audit.failed("reboot-failed", e.to_string()),
+                    // AWS answered with an error (throttled, refused): nothing was rebooted, so
+                    // the reservation is released and Lambda retries, up to the cap.
+                    Err(e) if e.code.is_some() => audit.action_failed("reboot-failed", &e),
+                    // No answer (a timeout, a dropped connection): the reboot may have
+                    // happened, so it keeps its reservation and a person is told instead.
+                    Err(e) => audit
+                        .detail("retryable", false)
+                        .failed("reboot-failed", e.to_string()),
                 }
             })
             .await;

@@ -218,7 +218,7 @@ async fn a_failed_describe_is_audited_and_retried_when_retryable() {
 }
 
 #[tokio::test]
-async fn a_failed_reboot_is_audited_not_retried() {
+async fn a_reboot_with_no_answer_keeps_its_reservation_and_is_not_retried() {
     let (mut d, _, _) = deps(Ok(history_before(alarm_time(), flat)), &[]);
     d.instances = Arc::new(FakeInstances {
         reboot_fails: Some(retryable("ec2:RebootInstances")),
@@ -235,6 +235,36 @@ async fn a_failed_reboot_is_audited_not_retried() {
         rec.details["anomaly_gate"]["assessment"]["judgement"],
         "anomalous"
     );
+}
+
+/// Issue 13, item 7: a RebootInstances that AWS refused (throttled past the SDK's retries)
+/// changed nothing, yet it kept its reservation: not retried, and the alarm, still in ALARM,
+/// never fires again. It is released and handed back to Lambda for a retry now; the retry
+/// is not refused by the cooldown.
+#[tokio::test]
+async fn a_reboot_aws_refused_is_released_and_retried() {
+    let (mut d, _, _) = deps(Ok(history_before(alarm_time(), flat)), &[]);
+    let mut throttled = retryable("ec2:RebootInstances");
+    throttled.code = Some("RequestLimitExceeded".into());
+    d.instances = Arc::new(FakeInstances {
+        reboot_fails: Some(throttled),
+        ..FakeInstances::default()
+    });
+    let first = d
+        .handle(
+            sample(),
+            Invocation::local(std::time::Duration::from_secs(30)),
+        )
+        .await;
+    assert!(
+        matches!(first, Err(HandlerError::Retryable(_))),
+        "handed back for a retry: {first:?}"
+    );
+    let ok = Arc::new(FakeInstances::default());
+    d.instances = ok.clone();
+    let retry = handle_one(&d).await;
+    assert_eq!(retry.decision, Outcome::Acted, "{retry:?}");
+    assert_eq!(ok.reboots.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]
