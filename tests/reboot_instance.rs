@@ -387,6 +387,34 @@ async fn dry_run_and_kill_switch_change_nothing() {
     assert_eq!(reboots_of(&id), 1);
 }
 
+/// Issue 13, item 1: with a kill-switch parameter configured that does not exist (deleted, or
+/// a typo in the template), a status-check alarm used to reboot: the switch fell back to
+/// SELFHEAL_ENABLED, true by default. A configured switch that is missing means off.
+#[tokio::test]
+async fn a_configured_kill_switch_that_does_not_exist_stops_the_reboot() {
+    let w = World::new().await;
+    let id = w.instance(true).await;
+    let ev = w
+        .alarm_event("reboot-instance-eventbridge-metric-math.json", &id)
+        .await;
+    let missing = unique("/selfheal/never-created");
+    let rec = one(
+        run(&w.deps(&[("SELFHEAL_KILL_SWITCH_PARAMETER", &missing)]), ev)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (rec.decision, rec.code.as_str()),
+        (Outcome::Skipped, "kill-switch"),
+        "{rec:?}"
+    );
+    assert_eq!(
+        reboots_of(&id),
+        0,
+        "no RebootInstances reached the emulator"
+    );
+}
+
 #[tokio::test]
 async fn cap_escalates_instead_of_acting() {
     let w = World::new().await;
