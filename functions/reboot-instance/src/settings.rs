@@ -29,7 +29,7 @@ pub struct Settings {
     /// instance to reboot (default `AWS/EC2,CWAgent`).
     pub namespaces: Vec<String>,
     /// The anomaly gate: `SELFHEAL_ANOMALY_GATE` (`on` by default, `shadow`, `off`),
-    /// `SELFHEAL_ANOMALY_SENSITIVITY` (robust z-score, default 3), `SELFHEAL_ANOMALY_DAYS`
+    /// `SELFHEAL_ANOMALY_SENSITIVITY` (robust z-score, default 1.0), `SELFHEAL_ANOMALY_DAYS`
     /// (7), `SELFHEAL_ANOMALY_WEEKS` (4). See docs/ai.md.
     pub gate: GateSettings,
     /// `SELFHEAL_REBOOT_METRICS`: an alarm whose metrics are all on this list asks for a
