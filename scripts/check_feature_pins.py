@@ -6,7 +6,8 @@ Why: cargo compiles a crate once per feature set. If `cargo lambda watch` (the d
 function at a time) resolved other features on, say, aws-smithy-types than `cargo test
 --workspace` does, every SDK crate above it would be compiled twice. The pins that keep the sets
 equal live in shared/aws/Cargo.toml ("feature pins"); this check tells when one is missing.
-Runs `cargo tree` only (no compilation), so it is cheap enough for `make lint`.
+Runs `cargo tree` only (no compilation), so it is cheap enough for `make lint`. (`cargo build
+-Z unstable-options --unit-graph` shows the same per unit, but needs a nightly cargo.)
 """
 
 import subprocess
@@ -39,8 +40,11 @@ def main():
     for s in SDK:
         closure.update(tree("-p", f"aws-sdk-{s}", "-e", "normal,build", "-f", "{p}"))
     bad = []
-    for f in FUNCTIONS:
-        alone = features("-p", f, "-e", "normal,build")
+    # Each function alone (`cargo build -p`), and a build without -p over the default members
+    # (`cargo run --bin <function>`, as the demo's `cargo lambda watch` does).
+    builds = [(f, ("-p", f)) for f in FUNCTIONS] + [("default members", ())]
+    for f, selection in builds:
+        alone = features(*selection, "-e", "normal,build")
         for pkg, feats in sorted(alone.items()):
             if pkg in closure and workspace.get(pkg) != feats:
                 bad.append(f"{f}: {pkg} gets [{feats}] alone, [{workspace.get(pkg)}] in the workspace build")
