@@ -773,64 +773,34 @@ fn classify(
 /// and as a list (`[{"name": "InstanceId", "value": "i-1"}]`) in SNS notifications; accept both
 /// everywhere.
 fn dimensions_of(v: Option<&Value>) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    match v {
-        Some(Value::Object(map)) => {
-            for (k, v) in map {
-                if let Some(s) = scalar_string(v) {
-                    out.insert(k.clone(), s);
-                }
-            }
-        }
-        Some(Value::Array(items)) => {
-            for item in items {
-                let name = item
-                    .get("name")
-                    .or_else(|| item.get("Name"))
-                    .and_then(scalar_string);
-                let value = item
-                    .get("value")
-                    .or_else(|| item.get("Value"))
-                    .and_then(scalar_string);
-                if let (Some(name), Some(value)) = (name, value) {
-                    out.insert(name, value);
-                }
-            }
-        }
-        _ => {}
-    }
-    out
+    pairs_of(v, &["name", "Name"], &["value", "Value"])
 }
 
 /// Tags as a map or as a list of `{Key, Value}` (both spellings).
 fn tags_of(v: Option<&Value>) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
+    pairs_of(v, &["Key", "key", "name", "Name"], &["Value", "value"])
+}
+
+/// A map of scalars, or a list of items naming their key and value under one of the given
+/// spellings (the first present wins); anything else is skipped.
+fn pairs_of(v: Option<&Value>, keys: &[&str], values: &[&str]) -> BTreeMap<String, String> {
+    let field = |item: &Value, names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| item.get(*n))
+            .and_then(scalar_string)
+    };
     match v {
-        Some(Value::Object(map)) => {
-            for (k, v) in map {
-                if let Some(s) = scalar_string(v) {
-                    out.insert(k.clone(), s);
-                }
-            }
-        }
-        Some(Value::Array(items)) => {
-            for item in items {
-                let key = ["Key", "key", "name", "Name"]
-                    .iter()
-                    .find_map(|k| item.get(*k))
-                    .and_then(scalar_string);
-                let value = ["Value", "value"]
-                    .iter()
-                    .find_map(|k| item.get(*k))
-                    .and_then(scalar_string);
-                if let (Some(key), Some(value)) = (key, value) {
-                    out.insert(key, value);
-                }
-            }
-        }
-        _ => {}
+        Some(Value::Object(map)) => map
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), scalar_string(v)?)))
+            .collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|item| Some((field(item, keys)?, field(item, values)?)))
+            .collect(),
+        _ => BTreeMap::new(),
     }
-    out
 }
 
 fn scalar_string(v: &Value) -> Option<String> {
