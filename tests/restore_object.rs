@@ -282,6 +282,41 @@ impl World {
         t
     }
 
+    /// Like `put`, but SSE-KMS and without an S3 checksum: the ETag is not an MD5, so the
+    /// producer's metadata digest is the only witness of what the bytes should be.
+    async fn put_kms(&self, bucket: &str, key: &str, bytes: &[u8], meta: &[(&str, &str)]) {
+        let mut req = self
+            .s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from(bytes.to_vec()))
+            .content_type("application/vnd.apache.parquet")
+            .tagging("owner=analytics&tier=gold")
+            .server_side_encryption(selfheal_aws::aws_sdk_s3::types::ServerSideEncryption::AwsKms);
+        for (k, v) in meta {
+            req = req.metadata(*k, *v);
+        }
+        req.send().await.expect("put kms object");
+    }
+
+    /// The object's versions, newest first: (version id, is latest).
+    async fn versions(&self, bucket: &str, key: &str) -> Vec<(String, bool)> {
+        self.s3
+            .list_object_versions()
+            .bucket(bucket)
+            .prefix(key)
+            .send()
+            .await
+            .expect("versions")
+            .versions
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| v.key.as_deref() == Some(key))
+            .map(|v| (v.version_id.unwrap_or_default(), v.is_latest == Some(true)))
+            .collect()
+    }
+
     async fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
         self.s3
             .list_objects_v2()
@@ -321,10 +356,11 @@ async fn replica_good_restores_original_bytes_and_second_event_is_a_no_op() {
     let sha = sha256_hex(&good);
     let meta = [("sha256", sha.as_str()), ("producer", "etl")];
     w.put(&replica, key, &good, &meta, None).await;
-    // Corruption: the bytes change, the producer's recorded digest stays.
+    // Corruption: the bytes change, the producer's recorded digest stays, and nothing of
+    // S3's own vouches for the new bytes (SSE-KMS: the ETag is not an MD5, no checksum).
     let mut bad = good.clone();
     bad[1000] ^= 0xff;
-    w.put(&data, key, &bad, &meta, None).await;
+    w.put_kms(&data, key, &bad, &meta).await;
 
     let deps = w.deps(&[(
         "SELFHEAL_RESTORE_REPLICA_BUCKETS",
@@ -389,12 +425,15 @@ async fn multipart_with_corrupt_replica_falls_back_to_an_earlier_version() {
     let mut bad = good.clone();
     bad[5 * MIB + 10] ^= 1;
     w.put(&replica, key, &bad, &meta, None).await;
-    w.put(&data, key, &bad, &meta, None).await;
+    w.put_kms(&data, key, &bad, &meta).await;
 
-    let deps = w.deps(&[(
-        "SELFHEAL_RESTORE_REPLICA_BUCKETS",
-        &format!("{data}={replica}"),
-    )]);
+    let deps = w.deps(&[
+        (
+            "SELFHEAL_RESTORE_REPLICA_BUCKETS",
+            &format!("{data}={replica}"),
+        ),
+        ("SELFHEAL_RESTORE_ALLOW_ROLLBACK", "true"),
+    ]);
     let rec = one(run(&deps, eventbridge(&data, key)).await);
     assert_eq!(rec.decision, Outcome::Acted, "{rec:#?}");
     let tried = rec.details["sources_tried"].to_string();
@@ -419,7 +458,7 @@ async fn nothing_good_quarantines_leaves_the_original_and_notifies() {
     let sha = sha256_hex(&good);
     let mut bad = good.clone();
     bad[0] ^= 1;
-    w.put(&data, key, &bad, &[("sha256", &sha)], None).await;
+    w.put_kms(&data, key, &bad, &[("sha256", &sha)]).await;
 
     let deps = w.deps(&[]);
     let rec = one(run(&deps, notification(&data, &[key])).await);
@@ -495,14 +534,15 @@ async fn each_digest_source_is_used_and_detects_corruption() {
     let mp = one(run(&deps, eventbridge(&data, "etag-mp")).await);
     assert_eq!(mp.details["part_sizes"], json!([5 * MIB, 3000]), "{mp:#?}");
 
-    // Overwritten bytes with the producer's digest kept: detected (dry run changes nothing).
+    // Overwritten bytes with the producer's digest kept and no witness of S3's (SSE-KMS):
+    // detected (dry run changes nothing).
     let mut bad = b.clone();
     bad[7] ^= 0x10;
     for (key, meta) in [
         ("meta-crc32c", ("crc32c", crc32c.as_str())),
         ("meta-md5", ("md5", md5.as_str())),
     ] {
-        w.put(&data, key, &bad, &[meta], None).await;
+        w.put_kms(&data, key, &bad, &[meta]).await;
         let rec = one(run(&dry, eventbridge(&data, key)).await);
         assert_eq!(rec.decision, Outcome::DryRun, "{key}: {rec:#?}");
         assert_eq!(rec.details["corrupt"], true);
@@ -582,7 +622,7 @@ async fn large_restore_uses_multipart_copy() {
     let good = body(11, 11 * MIB);
     let sha = sha256_hex(&good);
     w.put(&replica, key, &good, &[("sha256", &sha)], None).await;
-    w.put(&data, key, &body(12, 1000), &[("sha256", &sha)], None)
+    w.put_kms(&data, key, &body(12, 1000), &[("sha256", &sha)])
         .await;
     let deps = w.deps(&[
         (
@@ -618,7 +658,7 @@ async fn scrub_resumes_across_invocations() {
         if i == 150 {
             w.put(&replica, &key, &b, &[("sha256", &sha256_hex(&b))], None)
                 .await;
-            w.put(&data, &key, b"rotten", &[("sha256", &sha256_hex(&b))], None)
+            w.put_kms(&data, &key, b"rotten", &[("sha256", &sha256_hex(&b))])
                 .await;
         }
     }
@@ -706,4 +746,83 @@ async fn scheduled_scrub_keeps_its_cursor() {
     }
     // 20, then the remaining 5 (done, cursor cleared), then a new pass from the start.
     assert_eq!(examined, vec![(20, false), (5, true), (20, false)]);
+}
+
+#[tokio::test]
+async fn new_content_with_stale_metadata_digest_is_escalated_not_rolled_back() {
+    let w = World::new().await;
+    let data = w.bucket(true, true).await;
+    let key = "data/daily.parquet";
+    let (old, new) = (body(11, 20_000), body(12, 20_000));
+    let sha_old = sha256_hex(&old);
+    let meta = [("sha256", sha_old.as_str())];
+    w.put(&data, key, &old, &meta, Some(ChecksumAlgorithm::Sha256))
+        .await;
+    // A writer replaces the content and carries the old metadata over; S3 checksums the
+    // new bytes as they arrive.
+    w.put(&data, key, &new, &meta, Some(ChecksumAlgorithm::Sha256))
+        .await;
+    let before = w.versions(&data, key).await;
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    // Rollback allowed: what keeps the new content is the S3 checksum matching it.
+    let deps = w.deps(&[("SELFHEAL_RESTORE_ALLOW_ROLLBACK", "true")]);
+    let rec = one(run(&deps, eventbridge(&data, key)).await);
+    assert_eq!(
+        (rec.decision, rec.code.as_str()),
+        (Outcome::Skipped, "stale-digest"),
+        "{rec:#?}"
+    );
+    assert_eq!(rec.details["escalate"], true, "{rec:#?}");
+    assert!(
+        w.get(&data, key).await.unwrap().0 == new,
+        "the new content stays"
+    );
+    assert_eq!(
+        w.versions(&data, key).await,
+        before,
+        "no version was written"
+    );
+    assert!(w.keys(&data, "selfheal-quarantine/").await.is_empty());
+    let notices = w.inbox.drain().await;
+    assert_eq!(notices.len(), 1, "a person is told: {notices:?}");
+    assert_eq!(notices[0].1["code"], "stale-digest", "{notices:?}");
+}
+
+#[tokio::test]
+async fn an_earlier_version_is_restored_only_when_rollback_is_enabled() {
+    let w = World::new().await;
+    let data = w.bucket(true, true).await;
+    let good = body(13, 20_000);
+    let sha = sha256_hex(&good);
+    let meta = [("sha256", sha.as_str())];
+    let mut bad = good.clone();
+    bad[100] ^= 0x01;
+    // Bytes that match no witness but the producer's digest: corrupted, not rewritten.
+    for key in ["default/k.bin", "enabled/k.bin"] {
+        w.put(&data, key, &good, &meta, None).await;
+        w.put_kms(&data, key, &bad, &meta).await;
+    }
+
+    let rec = one(run(&w.deps(&[]), eventbridge(&data, "default/k.bin")).await);
+    assert_eq!(
+        (rec.decision, rec.code.as_str()),
+        (Outcome::Failed, "unrecoverable"),
+        "{rec:#?}"
+    );
+    let tried = rec.details["sources_tried"].to_string();
+    assert!(tried.contains("SELFHEAL_RESTORE_ALLOW_ROLLBACK"), "{tried}");
+    assert!(
+        w.get(&data, "default/k.bin").await.unwrap().0 == bad,
+        "not rolled back without the setting"
+    );
+    assert_eq!(w.versions(&data, "default/k.bin").await.len(), 2);
+
+    let deps = w.deps(&[("SELFHEAL_RESTORE_ALLOW_ROLLBACK", "true")]);
+    let rec = one(run(&deps, eventbridge(&data, "enabled/k.bin")).await);
+    assert_eq!(rec.decision, Outcome::Acted, "{rec:#?}");
+    assert!(
+        w.get(&data, "enabled/k.bin").await.unwrap().0 == good,
+        "restored from the earlier version"
+    );
 }

@@ -34,6 +34,9 @@ pub struct Verified {
     /// The computed digest (hex).
     pub computed: String,
     pub bytes: u64,
+    /// The independent witness (S3's checksum, an MD5 ETag) that matched the bytes, when the
+    /// expectation came from the producer's metadata and a witness was there.
+    pub agrees_with: Option<String>,
 }
 
 /// What to do about a corrupted object.
@@ -78,7 +81,9 @@ pub fn quarantine_copy(
     })
 }
 
-/// Verified → nothing to do; corrupted → restore from the good copy, or quarantine.
+/// Verified → nothing to do; the metadata digest is stale (S3's own checksum of the bytes
+/// agrees with them) → escalate, never restore; corrupted → restore from the good copy, or
+/// quarantine.
 pub fn decide(
     expected: &Expected,
     current: &Verified,
@@ -104,6 +109,15 @@ pub fn decide(
         checksums::to_hex(&expected.value),
         current.computed
     );
+    if let Some(witness) = &current.agrees_with {
+        return Decision::skip(
+            SkipCode::StaleDigest,
+            format!(
+                "{mismatch}; but they match the {witness}: new content written with a stale \
+                 recorded digest, most likely, not corruption; not restored (a person must look)"
+            ),
+        );
+    }
     match good {
         Some(from) => {
             let reason = format!(
@@ -145,6 +159,7 @@ mod tests {
             matched,
             computed: "0303".into(),
             bytes: 2,
+            agrees_with: None,
         }
     }
 
@@ -195,6 +210,27 @@ mod tests {
                 "bytes do not match the metadata sha256 (sha256): expected 0102, computed 0303; no verified good copy in the replica or earlier versions"
             )
         );
+    }
+
+    #[test]
+    fn a_stale_metadata_digest_is_escalated_even_with_a_good_copy() {
+        let q = ObjectRef::new("b", "selfheal-quarantine/b/k/e");
+        let earlier = GoodCopy {
+            kind: CopyKind::Version,
+            object: ObjectRef::new("b", "k").version(Some("v1".into())),
+            size: 2,
+        };
+        let rewritten = Verified {
+            agrees_with: Some("s3 checksum sha256".into()),
+            ..verified(false)
+        };
+        match decide(&expected(), &rewritten, None, Some(earlier), q) {
+            Decision::Skip { reason } => {
+                assert_eq!(reason.code, SkipCode::StaleDigest);
+                assert!(reason.detail.contains("s3 checksum sha256"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -140,6 +140,20 @@ pub fn candidate(
     }
 }
 
+/// A witness of the bytes independent of the producer's metadata: S3's own checksum, else an
+/// MD5 ETag. Only asked for when the expectation comes from metadata. S3 computed it over the
+/// bytes it stored, so when the metadata digest disagrees with the bytes and the witness
+/// agrees, a writer changed the content and kept old metadata: that is not corruption.
+pub fn witness(facts: &ObjectFacts, notes: &mut Vec<String>) -> Option<Candidate> {
+    if facts.encryption.customer_key {
+        return None;
+    }
+    let etag = facts.etag.as_deref().unwrap_or_default();
+    let etag_parts = split_parts(etag).1.filter(|n| (1..=MAX_PARTS).contains(n));
+    from_s3_checksum(facts, etag_parts, notes)
+        .or_else(|| from_etag(facts, etag_parts, notes).ok().flatten())
+}
+
 /// Source 1, the producer's own record: the first configured key present with a valid digest.
 fn from_metadata(
     facts: &ObjectFacts,
@@ -460,6 +474,33 @@ mod tests {
             ..c
         };
         assert_eq!(expected(whole, None, 10).unwrap().specs.len(), 1);
+    }
+
+    #[test]
+    fn a_witness_is_s3s_checksum_else_an_md5_etag() {
+        let mut f = facts();
+        let mut notes = Vec::new();
+        let w = witness(&f, &mut notes).unwrap();
+        assert_eq!((w.source, w.algorithm), (SourceKind::Etag, Algorithm::Md5));
+        f.checksums.insert(
+            Algorithm::Sha256,
+            to_base64(&digest(Algorithm::Sha256, b"hello")),
+        );
+        let w = witness(&f, &mut notes).unwrap();
+        assert_eq!(
+            (w.source, w.algorithm),
+            (SourceKind::S3Checksum, Algorithm::Sha256)
+        );
+        f.checksums.clear();
+        f.encryption = Encryption {
+            algorithm: Some("aws:kms".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            witness(&f, &mut notes),
+            None,
+            "a KMS ETag witnesses nothing"
+        );
     }
 
     #[test]

@@ -68,6 +68,13 @@ impl From<Failed> for Examined {
     }
 }
 
+/// What the bytes are expected to hash to, and an independent witness of them, if any.
+struct Expectation {
+    expected: Expected,
+    witness: Option<Expected>,
+    audit: AuditBuilder,
+}
+
 /// A step of an examination goes on with what it learned, or ends with the object's record.
 type Step<T> = Result<T, Examined>;
 
@@ -129,8 +136,14 @@ impl Deps {
     ) -> Step<Examined> {
         let tags = self.opted_in(&audit, bucket, key, tag_cache).await?;
         let (subject, audit) = self.head(audit, bucket, key, tags).await?;
-        let (expected, audit) = self.expectation(audit, &subject).await?;
-        let (verified, audit) = self.check(audit, &subject, &expected).await?;
+        let Expectation {
+            expected,
+            witness,
+            audit,
+        } = self.expectation(audit, &subject).await?;
+        let (verified, audit) = self
+            .check(audit, &subject, &expected, witness.as_ref())
+            .await?;
         Ok(self.repair(audit, &subject, &expected, &verified).await)
     }
 
@@ -200,43 +213,68 @@ impl Deps {
         Ok((subject, audit))
     }
 
-    /// The most trustworthy expected digest there is, with the part boundaries it needs.
-    async fn expectation(
-        &self,
-        audit: AuditBuilder,
-        s: &Subject,
-    ) -> Step<(Expected, AuditBuilder)> {
-        let (cand, notes) = match expect::candidate(&s.facts, &self.settings.metadata_keys) {
+    /// The most trustworthy expected digest there is, with the part boundaries it needs; and,
+    /// when it is the producer's metadata, S3's own witness of the bytes (checksum or MD5
+    /// ETag) to hash in the same pass.
+    async fn expectation(&self, audit: AuditBuilder, s: &Subject) -> Step<Expectation> {
+        let (cand, mut notes) = match expect::candidate(&s.facts, &self.settings.metadata_keys) {
             Ok(x) => x,
             Err(u) => {
                 let reason = SkipReason::new(SkipCode::Unverifiable, u.reason);
                 return Err(self.skip(audit.detail("notes", &u.notes), reason).await);
             }
         };
+        let witness = match cand.source {
+            expect::SourceKind::Metadata => expect::witness(&s.facts, &mut notes),
+            _ => None,
+        };
         let audit = audit
             .detail("expected_source", cand.source)
             .detail("expected_from", &cand.label)
             .detail("expected", checksums::to_hex(&cand.value))
             .detail("layout", &cand.layout)
-            .detail("notes", &notes);
-        let parts = match cand.layout.parts() {
+            .detail("witness", witness.as_ref().map(|w| &w.label));
+        // A metadata expectation is whole-object: only a witness can need the part sizes.
+        let needs_parts = cand
+            .layout
+            .parts()
+            .or(witness.as_ref().and_then(|w| w.layout.parts()));
+        let parts = match needs_parts {
             None => None,
             Some(n) => match self.objects.part_sizes(&s.current, n).await {
                 Ok(sizes) => Some(sizes),
-                Err(e) if e.retryable => return Err(self.fail(audit, "parts-failed", &e).await),
+                Err(e) if e.retryable => {
+                    let audit = audit.detail("notes", &notes);
+                    return Err(self.fail(audit, "parts-failed", &e).await);
+                }
+                Err(e) if witness.is_some() => {
+                    notes.push(format!(
+                        "no witness: S3 did not give the part boundaries: {e}"
+                    ));
+                    None
+                }
                 Err(e) => {
                     let why = format!(
                         "the {} needs the part boundaries, and S3 did not give them: {e}",
                         cand.label
                     );
                     let reason = SkipReason::new(SkipCode::Unverifiable, why);
-                    return Err(self.skip(audit, reason).await);
+                    return Err(self.skip(audit.detail("notes", &notes), reason).await);
                 }
             },
         };
-        let audit = audit.detail("part_sizes", &parts);
+        let witness = witness.and_then(|w| {
+            expect::expected(w, parts.as_deref(), s.facts.size)
+                .map_err(|why| notes.push(format!("no witness: {why}")))
+                .ok()
+        });
+        let audit = audit.detail("notes", &notes).detail("part_sizes", &parts);
         match expect::expected(cand, parts.as_deref(), s.facts.size) {
-            Ok(e) => Ok((e, audit)),
+            Ok(expected) => Ok(Expectation {
+                expected,
+                witness,
+                audit,
+            }),
             Err(why) => {
                 let reason = SkipReason::new(SkipCode::Unverifiable, why);
                 Err(self.skip(audit, reason).await)
@@ -250,6 +288,7 @@ impl Deps {
         audit: AuditBuilder,
         s: &Subject,
         expected: &Expected,
+        witness: Option<&Expected>,
     ) -> Step<(Verified, AuditBuilder)> {
         let started = Instant::now();
         let current = &s.current;
@@ -258,6 +297,7 @@ impl Deps {
             current,
             s.facts.etag.as_deref(),
             expected,
+            witness,
         )
         .await
         {
@@ -275,7 +315,8 @@ impl Deps {
             .detail("computed", &verified.computed)
             .detail("bytes_read", verified.bytes)
             .detail("verify_ms", started.elapsed().as_millis() as u64);
-        if verified.matched {
+        // Intact, or rewritten with a stale digest: either way nothing is searched or restored.
+        if verified.matched || verified.agrees_with.is_some() {
             let verdict = decide(
                 expected,
                 &verified,
@@ -284,6 +325,13 @@ impl Deps {
                 current.clone(),
             );
             if let Decision::Skip { reason } = verdict {
+                // New content under old metadata: the producer (or whoever wrote it) must fix
+                // the digest or the content; a person hears of it.
+                let audit = if reason.code == SkipCode::StaleDigest {
+                    audit.detail("escalate", true)
+                } else {
+                    audit
+                };
                 return Err(self.skip(audit, reason).await);
             }
         }

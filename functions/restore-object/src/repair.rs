@@ -134,7 +134,7 @@ impl Repair<'_> {
         let restored = ObjectRef::new(&current.bucket, &current.key).version(version);
         let after = self.objects.head(&restored).await?;
         let etag = after.as_ref().and_then(|f| f.etag.clone());
-        let verified = verify(self.objects, &restored, etag.as_deref(), obj.expected).await?;
+        let verified = verify(self.objects, &restored, etag.as_deref(), obj.expected, None).await?;
         Ok((restored, verified))
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use selfheal_core::checksums::Algorithm;
 use selfheal_core::ports::objects::{MAX_SINGLE_COPY, MIN_PART};
-use selfheal_core::settings::{env, lookup, parse_list, parse_u64, ConfigError};
+use selfheal_core::settings::{env, lookup, parse_bool, parse_list, parse_u64, ConfigError};
 
 /// A user-metadata key a producer records a digest under, and the digest's algorithm.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,10 @@ pub struct Settings {
     pub replicas: BTreeMap<String, Location>,
     /// `SELFHEAL_RESTORE_MAX_VERSIONS`: earlier versions examined as a source (default 10).
     pub max_versions: usize,
+    /// `SELFHEAL_RESTORE_ALLOW_ROLLBACK` (default false): restoring from an earlier version
+    /// puts older content back, a rollback; only an operator can allow it. Off, earlier
+    /// versions are not searched and a corrupted object without a good replica is quarantined.
+    pub allow_rollback: bool,
     /// `SELFHEAL_RESTORE_QUARANTINE_BUCKET`: where corrupted objects with no good copy are
     /// copied for forensics (default: the object's own bucket).
     pub quarantine_bucket: Option<String>,
@@ -88,6 +92,7 @@ fn unreachable_defaults() -> Settings {
         metadata_keys: Vec::new(),
         replicas: BTreeMap::new(),
         max_versions: 10,
+        allow_rollback: false,
         quarantine_bucket: None,
         quarantine_prefix: "selfheal-quarantine/".into(),
         concurrency: 4,
@@ -183,6 +188,7 @@ impl Settings {
         )?;
         let part = parse_u64(&get, "SELFHEAL_RESTORE_COPY_PART_BYTES", 512 * 1024 * 1024)?;
         let max_versions = parse_u64(&get, "SELFHEAL_RESTORE_MAX_VERSIONS", 10)? as usize;
+        let allow_rollback = parse_bool(&get, "SELFHEAL_RESTORE_ALLOW_ROLLBACK", false)?;
         let concurrency = parse_u64(&get, "SELFHEAL_RESTORE_CONCURRENCY", 4)? as usize;
         let scrub_max = parse_u64(&get, "SELFHEAL_RESTORE_SCRUB_MAX_OBJECTS", 5000)? as usize;
         let reserve = parse_u64(&get, "SELFHEAL_RESTORE_SCRUB_RESERVE_SECONDS", 60)?;
@@ -190,6 +196,7 @@ impl Settings {
             metadata_keys,
             replicas,
             max_versions,
+            allow_rollback,
             quarantine_bucket: get("SELFHEAL_RESTORE_QUARANTINE_BUCKET"),
             quarantine_prefix: get("SELFHEAL_RESTORE_QUARANTINE_PREFIX")
                 .unwrap_or_else(|| "selfheal-quarantine/".into()),
@@ -302,5 +309,9 @@ mod tests {
         assert!(settings(&[("SELFHEAL_RESTORE_METADATA_KEYS", "digest")]).is_err());
         assert!(settings(&[("SELFHEAL_RESTORE_REPLICA_BUCKETS", "noequals")]).is_err());
         assert!(settings(&[("SELFHEAL_RESTORE_MAX_VERSIONS", "many")]).is_err());
+        assert!(!Settings::default().allow_rollback, "a rollback is opt-in");
+        let on = settings(&[("SELFHEAL_RESTORE_ALLOW_ROLLBACK", "true")]).unwrap();
+        assert!(on.allow_rollback);
+        assert!(settings(&[("SELFHEAL_RESTORE_ALLOW_ROLLBACK", "sometimes")]).is_err());
     }
 }

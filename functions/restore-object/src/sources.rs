@@ -1,6 +1,6 @@
-//! Finding a good copy of a corrupted object, read-only: the replica first, then earlier
-//! versions, each verified against the same expected digest. Every source tried is noted
-//! for the audit record.
+//! Finding a good copy of a corrupted object, read-only: the replica first, then (only when
+//! the operator allowed a rollback) earlier versions, each verified against the same
+//! expected digest. Every source tried is noted for the audit record.
 
 use serde_json::{json, Value};
 
@@ -46,7 +46,7 @@ impl Search {
             CopyKind::Replica => "corrupt too",
             CopyKind::Version => "does not match",
         };
-        match verify(objects, &object, etag, expected).await {
+        match verify(objects, &object, etag, expected, None).await {
             Ok(v) if v.matched => {
                 self.note(&object, "verified good");
                 self.good = Some(GoodCopy { kind, object, size });
@@ -135,6 +135,14 @@ async fn try_versions(
     expected: &Expected,
     search: &mut Search,
 ) {
+    if !settings.allow_rollback {
+        // An earlier version is older content, not a copy of this one: putting it back is a
+        // rollback, which an operator must have allowed.
+        return search.note(
+            "versions",
+            "not searched: a rollback to an earlier version needs SELFHEAL_RESTORE_ALLOW_ROLLBACK=true",
+        );
+    }
     match objects.versioning(&current.bucket).await {
         Ok(None) => return search.note("versions", "versioning is off"),
         Ok(Some(_)) => {}

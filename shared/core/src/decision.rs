@@ -64,6 +64,10 @@ pub enum SkipCode {
     BreakerTripped,
     /// The correlated-failure breaker is open: no action until it closes.
     BreakerOpen,
+    /// The recorded digest disagrees with the bytes, but the store's own checksum of the same
+    /// bytes agrees with them: a writer changed the content and kept old metadata, most
+    /// likely. Not corruption; restoring would roll the new content back. A person must look.
+    StaleDigest,
 }
 
 impl SkipCode {
@@ -96,6 +100,7 @@ impl SkipCode {
             Self::GroupCap => "group-cap",
             Self::BreakerTripped => "breaker-tripped",
             Self::BreakerOpen => "breaker-open",
+            Self::StaleDigest => "stale-digest",
         }
     }
 
