@@ -24,7 +24,7 @@ use selfheal_core::ports::idempotency::{
 };
 use selfheal_core::ports::parking::{ParkedDocument, ParkingStore};
 use selfheal_core::ports::processed::ProcessedLookup;
-use selfheal_core::ports::queues::{OutgoingMessage, Queues};
+use selfheal_core::ports::queues::{OutgoingMessage, Queues, SendError};
 use selfheal_core::{AuditRecord, AwsError, Outcome};
 use selfheal_core::{Function, Invocation};
 use serde_json::{json, Value};
@@ -794,6 +794,51 @@ async fn partial_failure_reports_exactly_the_failed_records() {
     assert!(audits.iter().all(|a| a.decision == Outcome::Failed));
 }
 
+/// Issue 12, replay-transactions item 3. moto cannot be told to deny a SendMessageBatch, so
+/// `DenyingQueues` (around the real SQS adapter) answers the whole request with AccessDenied,
+/// as the adapter reports a failed request: nothing may be parked as unreplayable, every
+/// record returns to the dead-letter queue with its claim released, and one notice is sent.
+#[tokio::test]
+async fn access_denied_on_send_parks_nothing_and_notifies_once() {
+    let w = World::new(false).await;
+    let deny = Arc::new(AtomicBool::new(true));
+    let deps = w.deps_with(&[], |p| Ports {
+        queues: Arc::new(DenyingQueues {
+            inner: p.queues.clone(),
+            on: deny.clone(),
+        }),
+        ..p
+    });
+    let recs: Vec<Rec> = (0..4)
+        .map(|i| rec(tx_body(&format!("tx-den{i}"), 5)))
+        .collect();
+    let ev = event(DLQ_ARN, &recs);
+    let all: Vec<String> = recs.iter().map(|r| r.id.clone()).collect();
+    let (failed, audits) = run(&deps, &ev).await;
+    assert_eq!(failed, all, "every record stays in the DLQ: {audits:?}");
+    assert!(
+        w.parked().await.is_empty(),
+        "nothing parked as unreplayable"
+    );
+    assert!(w.replays().await.is_empty());
+    for i in 0..4 {
+        let key = format!("replay-transactions#idem#tx#0#tx-den{i}");
+        assert_eq!(w.ledger_state(&key).await, None, "claim released: {key}");
+    }
+    let notices = w.inbox.drain().await;
+    assert_eq!(notices.len(), 1, "one notice for the batch: {notices:?}");
+
+    // Once the permission is back, every transaction is replayed exactly once.
+    deny.store(false, Ordering::SeqCst);
+    let (failed, audits) = run(&deps, &ev).await;
+    assert!(failed.is_empty(), "{audits:?}");
+    let mut txs: Vec<String> = w.replays().await.iter().map(Received::tx).collect();
+    txs.sort();
+    let want: Vec<String> = (0..4).map(|i| format!("tx-den{i}")).collect();
+    assert_eq!(txs, want);
+    assert!(w.parked().await.is_empty());
+}
+
 #[tokio::test]
 async fn kill_switch_dry_run_and_opt_in_change_nothing() {
     let w = World::new(false).await;
@@ -939,7 +984,7 @@ fn unavailable(op: &'static str) -> AwsError {
 
 #[async_trait]
 impl Queues for FailingQueues {
-    async fn send(&self, url: &str, msgs: &[OutgoingMessage]) -> Vec<Result<String, AwsError>> {
+    async fn send(&self, url: &str, msgs: &[OutgoingMessage]) -> Vec<Result<String, SendError>> {
         let keep: Vec<usize> = (0..msgs.len())
             .filter(|&i| !self.fail.hits(&msgs[i].body))
             .collect();
@@ -948,12 +993,43 @@ impl Queues for FailingQueues {
         (0..msgs.len())
             .map(|i| {
                 if keep.contains(&i) {
-                    sent.next()
-                        .unwrap_or_else(|| Err(unavailable("sqs:SendMessageBatch")))
+                    sent.next().unwrap_or_else(|| {
+                        Err(SendError::Request(unavailable("sqs:SendMessageBatch")))
+                    })
                 } else {
-                    Err(unavailable("sqs:SendMessageBatch"))
+                    Err(SendError::Entry(unavailable("sqs:SendMessageBatch")))
                 }
             })
+            .collect()
+    }
+    async fn tags(&self, url: &str) -> Result<BTreeMap<String, String>, AwsError> {
+        self.inner.tags(url).await
+    }
+}
+
+/// While `on`, answers every SendMessageBatch as a request the processing queue's policy
+/// denies (AccessDenied, not retryable), the way the adapter reports a failed request
+/// (before the fix of issue 12 item 3: the same error on every entry, indistinguishable).
+struct DenyingQueues {
+    inner: Arc<dyn Queues>,
+    on: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl Queues for DenyingQueues {
+    async fn send(&self, url: &str, msgs: &[OutgoingMessage]) -> Vec<Result<String, SendError>> {
+        if !self.on.load(Ordering::SeqCst) {
+            return self.inner.send(url, msgs).await;
+        }
+        let denied = AwsError {
+            operation: "sqs:SendMessageBatch",
+            resource: url.to_string(),
+            code: Some("AccessDenied".into()),
+            message: "injected: not authorized to perform sqs:SendMessage".into(),
+            retryable: false,
+        };
+        msgs.iter()
+            .map(|_| Err(SendError::Request(denied.clone())))
             .collect()
     }
     async fn tags(&self, url: &str) -> Result<BTreeMap<String, String>, AwsError> {
@@ -1013,11 +1089,11 @@ struct ChaosParking(Arc<dyn ParkingStore>, Arc<Chaos>);
 
 #[async_trait]
 impl Queues for ChaosQueues {
-    async fn send(&self, url: &str, msgs: &[OutgoingMessage]) -> Vec<Result<String, AwsError>> {
+    async fn send(&self, url: &str, msgs: &[OutgoingMessage]) -> Vec<Result<String, SendError>> {
         if self.1.roll(1.0) {
             return msgs
                 .iter()
-                .map(|_| Err(unavailable("sqs:SendMessageBatch")))
+                .map(|_| Err(SendError::Request(unavailable("sqs:SendMessageBatch"))))
                 .collect();
         }
         let res = self.0.send(url, msgs).await;
@@ -1027,7 +1103,7 @@ impl Queues for ChaosQueues {
             self.1.ambiguous.fetch_add(1, Ordering::SeqCst);
             return msgs
                 .iter()
-                .map(|_| Err(unavailable("sqs:SendMessageBatch")))
+                .map(|_| Err(SendError::Request(unavailable("sqs:SendMessageBatch"))))
                 .collect();
         }
         res

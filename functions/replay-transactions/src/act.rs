@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use selfheal_core::ports::idempotency::{ClaimResult, Settle};
 use selfheal_core::ports::parking::ParkedDocument;
-use selfheal_core::ports::queues::OutgoingMessage;
+use selfheal_core::ports::queues::{OutgoingMessage, SendError};
 use selfheal_core::{AwsError, Invocation, SkipCode, SkipReason};
 
 use crate::batch::{Batch, Ending};
@@ -130,7 +130,7 @@ impl Handler {
         }
     }
 
-    async fn send_replays(&self, messages: &[OutgoingMessage]) -> Vec<Result<String, AwsError>> {
+    async fn send_replays(&self, messages: &[OutgoingMessage]) -> Vec<Result<String, SendError>> {
         if messages.is_empty() {
             return Vec::new();
         }
@@ -147,15 +147,23 @@ impl Handler {
         self.ports.parking.park(docs).await
     }
 
-    /// A sent replay is done; one SQS refused for good becomes a park (cycling it through
-    /// the dead-letter queue would not help); any other failure returns to the queue.
+    /// A sent replay is done; one SQS refused for good for a fault of the message itself (a
+    /// sender fault on its entry) becomes a park (cycling it through the dead-letter queue
+    /// would not help); any other failure returns to the queue. A failed request (denied, no
+    /// such queue, KMS) says nothing about its messages: they all return, and one notice
+    /// covers them, not one per message.
     fn settle_replays(
         &self,
         b: &mut Batch<'_>,
         idx: &[usize],
-        results: Vec<Result<String, AwsError>>,
+        results: Vec<Result<String, SendError>>,
     ) {
         let queue = &self.settings.processing_queue_url;
+        let request_failed = results
+            .iter()
+            .filter(|r| matches!(r, Err(SendError::Request(_))))
+            .count();
+        let mut notified = false;
         for (&i, res) in idx.iter().zip(results) {
             let Some(s) = b.slots.get_mut(i) else {
                 continue;
@@ -188,7 +196,19 @@ impl Handler {
                         false,
                     );
                 }
-                Err(e) if !e.retryable => {
+                Err(SendError::Request(e)) => {
+                    s.detail("retryable", e.retryable);
+                    s.detail("request_failed", true);
+                    b.release.push(s.key.clone());
+                    s.end(Ending::Failed("replay-failed", e.to_string()), true);
+                    if notified {
+                        s.quiet();
+                    } else {
+                        s.detail("records_in_failed_requests", request_failed);
+                        notified = true;
+                    }
+                }
+                Err(SendError::Entry(e)) if !e.retryable => {
                     s.detail("replay_error", e.to_string());
                     s.pending = Some((
                         Action::Park {
@@ -198,7 +218,7 @@ impl Handler {
                         format!("the processing queue refused the replay: {e}"),
                     ));
                 }
-                Err(e) => {
+                Err(SendError::Entry(e)) => {
                     s.detail("retryable", true);
                     b.release.push(s.key.clone());
                     s.end(Ending::Failed("replay-failed", e.to_string()), true);

@@ -99,6 +99,13 @@ impl<'a> Slot<'a> {
         });
     }
 
+    /// Logged and measured, not notified: another record's notice covers this one.
+    pub fn quiet(&mut self) {
+        if let Some(f) = &mut self.finish {
+            f.loud = false;
+        }
+    }
+
     pub fn detail(&mut self, key: &str, value: impl serde::Serialize) {
         self.audit = self.audit.clone().detail(key, value);
     }

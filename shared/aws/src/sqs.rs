@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use aws_sdk_sqs::primitives::Blob;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
-use selfheal_core::ports::queues::{chunk_for_batches, AttributeValue, OutgoingMessage, Queues};
+use selfheal_core::ports::queues::{
+    chunk_for_batches, AttributeValue, OutgoingMessage, Queues, SendError,
+};
 use selfheal_core::AwsError;
 
 use crate::error::from_sdk;
@@ -25,13 +27,14 @@ fn to_sdk(v: &AttributeValue) -> Result<MessageAttributeValue, String> {
 pub struct SqsQueues(pub aws_sdk_sqs::Client);
 
 impl SqsQueues {
+    /// Sends one request; the error of the request when it failed as a whole.
     async fn send_chunk(
         &self,
         queue_url: &str,
         messages: &[OutgoingMessage],
         chunk: &[usize],
-        results: &mut [Option<Result<String, AwsError>>],
-    ) {
+        results: &mut [Option<Result<String, SendError>>],
+    ) -> Option<AwsError> {
         let mut req = self.0.send_message_batch().queue_url(queue_url);
         let mut sent_any = false;
         for &i in chunk {
@@ -43,17 +46,17 @@ impl SqsQueues {
                 }
                 Err(detail) => {
                     if let Some(slot) = results.get_mut(i) {
-                        *slot = Some(Err(AwsError::new(
+                        *slot = Some(Err(SendError::Entry(AwsError::new(
                             "sqs:SendMessageBatch",
                             queue_url,
                             format!("message {i} cannot be built: {detail}"),
-                        )));
+                        ))));
                     }
                 }
             }
         }
         if !sent_any {
-            return;
+            return None;
         }
         match req.send().await {
             Ok(out) => {
@@ -64,7 +67,7 @@ impl SqsQueues {
                 }
                 for failed in out.failed() {
                     if let Some(slot) = entry_index(failed.id()).and_then(|i| results.get_mut(i)) {
-                        *slot = Some(Err(AwsError {
+                        *slot = Some(Err(SendError::Entry(AwsError {
                             operation: "sqs:SendMessageBatch",
                             resource: queue_url.to_string(),
                             code: Some(failed.code().to_string()),
@@ -72,19 +75,23 @@ impl SqsQueues {
                             // A sender fault (bad attribute, too large) fails again; anything
                             // else is SQS's and may pass next time.
                             retryable: !failed.sender_fault(),
-                        }));
+                        })));
                     }
                 }
             }
             Err(e) => {
+                // AccessDenied, QueueDoesNotExist, a KMS denial, throttling, a timeout: the
+                // request's fault, not the messages'.
                 let err = from_sdk("sqs:SendMessageBatch", queue_url, e);
                 for &i in chunk {
                     if let Some(slot @ None) = results.get_mut(i) {
-                        *slot = Some(Err(err.clone()));
+                        *slot = Some(Err(SendError::Request(err.clone())));
                     }
                 }
+                return Some(err);
             }
         }
+        None
     }
 }
 
@@ -115,21 +122,30 @@ impl Queues for SqsQueues {
         &self,
         queue_url: &str,
         messages: &[OutgoingMessage],
-    ) -> Vec<Result<String, AwsError>> {
-        let mut results: Vec<Option<Result<String, AwsError>>> = vec![None; messages.len()];
+    ) -> Vec<Result<String, SendError>> {
+        let mut results: Vec<Option<Result<String, SendError>>> = vec![None; messages.len()];
         for chunk in chunk_for_batches(messages) {
-            self.send_chunk(queue_url, messages, &chunk, &mut results)
-                .await;
+            // A request that failed as a whole (denied, no such queue) would fail again for
+            // the next one: stop, and report the rest unsent with that error.
+            if let Some(err) = self
+                .send_chunk(queue_url, messages, &chunk, &mut results)
+                .await
+            {
+                for slot in results.iter_mut().filter(|r| r.is_none()) {
+                    *slot = Some(Err(SendError::Request(err.clone())));
+                }
+                break;
+            }
         }
         results
             .into_iter()
             .map(|r| {
                 r.unwrap_or_else(|| {
-                    Err(AwsError::new(
+                    Err(SendError::Request(AwsError::new(
                         "sqs:SendMessageBatch",
                         queue_url,
                         "SQS reported neither success nor failure for this message",
-                    ))
+                    )))
                 })
             })
             .collect()

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
 use crate::error::AwsError;
-use crate::ports::queues::{is_fifo, OutgoingMessage, Queues};
+use crate::ports::queues::{is_fifo, OutgoingMessage, Queues, SendError};
 
 /// One document to park.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +106,12 @@ impl ParkingStore for QueueParking {
                 ..Default::default()
             })
             .collect();
-        self.queues.send(&self.url, &messages).await
+        self.queues
+            .send(&self.url, &messages)
+            .await
+            .into_iter()
+            .map(|r| r.map_err(SendError::into_error))
+            .collect()
     }
 }
 

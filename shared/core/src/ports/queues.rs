@@ -79,17 +79,46 @@ pub fn is_fifo(queue_url_or_arn: &str) -> bool {
     queue_url_or_arn.ends_with(".fifo")
 }
 
+/// Why one message was not sent: a fault of this message, or of the request that carried it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SendError {
+    /// SQS answered for this entry: a failed entry in the batch answer, or an entry that
+    /// could not be built. Not retryable (a sender fault) means the message itself is refused.
+    #[error("{0}")]
+    Entry(AwsError),
+    /// The request carrying the message failed (denied, no such queue, KMS, throttled,
+    /// timed out), was not sent because an earlier request failed, or SQS did not say: it
+    /// says nothing about this message, and SQS may even have stored it.
+    #[error("{0}")]
+    Request(AwsError),
+}
+
+impl SendError {
+    pub fn error(&self) -> &AwsError {
+        match self {
+            Self::Entry(e) | Self::Request(e) => e,
+        }
+    }
+
+    pub fn into_error(self) -> AwsError {
+        match self {
+            Self::Entry(e) | Self::Request(e) => e,
+        }
+    }
+}
+
 #[async_trait]
 pub trait Queues: Send + Sync {
     /// Sends `messages` to the queue. One result per message, in order: the SQS message id,
-    /// or why that message was not sent. When a whole request fails, every message in it
-    /// gets that error (the error does not say whether SQS stored them: a timeout may hide
-    /// a success).
+    /// or why that message was not sent. When a whole request fails, every message in it,
+    /// and in the requests after it (they are not sent), gets that error as
+    /// [`SendError::Request`] (it does not say whether SQS stored them: a timeout may hide a
+    /// success).
     async fn send(
         &self,
         queue_url: &str,
         messages: &[OutgoingMessage],
-    ) -> Vec<Result<String, AwsError>>;
+    ) -> Vec<Result<String, SendError>>;
 
     /// The queue's tags.
     async fn tags(&self, queue_url: &str) -> Result<BTreeMap<String, String>, AwsError>;
