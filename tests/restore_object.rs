@@ -826,3 +826,57 @@ async fn an_earlier_version_is_restored_only_when_rollback_is_enabled() {
         "restored from the earlier version"
     );
 }
+
+#[tokio::test]
+async fn archived_objects_are_unverifiable_counted_and_notified_once() {
+    use selfheal_aws::aws_sdk_s3::types::StorageClass;
+    let w = World::new().await;
+    let data = w.bucket(true, false).await;
+    let b = body(14, 4096);
+    let sha = sha256_hex(&b);
+    w.put(&data, "data/fresh.bin", &b, &[("sha256", &sha)], None)
+        .await;
+    for (key, class) in [
+        ("data/cold.bin", StorageClass::Glacier),
+        ("data/colder.bin", StorageClass::DeepArchive),
+    ] {
+        w.s3.put_object()
+            .bucket(&data)
+            .key(key)
+            .body(ByteStream::from(b.clone()))
+            .metadata("sha256", &sha)
+            .storage_class(class)
+            .send()
+            .await
+            .expect("put archived object");
+    }
+    // SSE-C is not in this test: the emulator neither reports it on HeadObject nor refuses
+    // to serve the bytes without the key (docs/restore-object.md); decide.rs covers it.
+    let deps = w.deps(&[]);
+    let ev = retarget(
+        &sample_event("restore-object-scrub.json"),
+        "example-bucket",
+        &data,
+    );
+    for pass in 1..=2 {
+        let out = deps
+            .handle(ev.clone(), Invocation::local(Duration::from_secs(120)))
+            .await
+            .unwrap();
+        let summary = &out.body["summary"];
+        let seen: Vec<_> = out
+            .audits
+            .iter()
+            .map(|a| (a.target.as_str(), a.code.as_str(), a.reason.as_str()))
+            .collect();
+        assert_eq!(summary["examined"], 3, "pass {pass}: {}", out.body);
+        assert_eq!(summary["verified_ok"], 1, "pass {pass}: {seen:#?}");
+        assert_eq!(summary["unverifiable"], 2, "pass {pass}: {seen:#?}");
+        assert_eq!(summary["archived"], 2, "pass {pass}: {}", out.body);
+        assert_eq!(summary["failed"], 0, "pass {pass}: {}", out.body);
+        let notices = w.inbox.drain().await;
+        let want = if pass == 1 { 2 } else { 0 };
+        assert_eq!(notices.len(), want, "pass {pass}: {notices:?}");
+    }
+    assert!(w.keys(&data, "selfheal-quarantine/").await.is_empty());
+}

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use selfheal_core::checksums;
-use selfheal_core::ports::objects::ObjectRef;
+use selfheal_core::ports::objects::{ObjectFacts, ObjectRef};
 use selfheal_core::{Decision, SkipCode, SkipReason};
 
 use crate::expect::Expected;
@@ -79,6 +79,40 @@ pub fn quarantine_copy(
             format!("a quarantine copy of {of}: evidence, never restored"),
         )
     })
+}
+
+/// Why an object's bytes cannot be read at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unreadable {
+    /// GLACIER or DEEP_ARCHIVE: GetObject fails until the object is restored from the archive.
+    Archived,
+    /// SSE-C: the bytes cannot be read without the customer's key.
+    SseC,
+}
+
+/// Objects whose bytes cannot be read are unverifiable, known from the head alone: reading
+/// them would only fail (and notify) on every scrub.
+pub fn unreadable(facts: &ObjectFacts) -> Option<(Unreadable, SkipReason)> {
+    if facts.encryption.customer_key {
+        let why = "SSE-C object: its bytes cannot be read without the customer's key";
+        return Some((
+            Unreadable::SseC,
+            SkipReason::new(SkipCode::Unverifiable, why),
+        ));
+    }
+    match facts.storage_class.as_deref() {
+        Some(class @ ("GLACIER" | "DEEP_ARCHIVE")) => Some((
+            Unreadable::Archived,
+            SkipReason::new(
+                SkipCode::Unverifiable,
+                format!(
+                    "archived ({class}): its bytes cannot be read until restored from the archive"
+                ),
+            ),
+        )),
+        _ => None,
+    }
 }
 
 /// Verified → nothing to do; the metadata digest is stale (S3's own checksum of the bytes
@@ -230,6 +264,39 @@ mod tests {
                 assert!(reason.detail.contains("s3 checksum sha256"), "{reason}");
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn archived_and_sse_c_objects_are_unreadable() {
+        use selfheal_core::ports::objects::Encryption;
+        let with_class = |c: &str| ObjectFacts {
+            storage_class: Some(c.into()),
+            ..Default::default()
+        };
+        let cases = [
+            (with_class("GLACIER"), Some(Unreadable::Archived)),
+            (with_class("DEEP_ARCHIVE"), Some(Unreadable::Archived)),
+            (with_class("GLACIER_IR"), None),
+            (with_class("STANDARD"), None),
+            (ObjectFacts::default(), None),
+            (
+                ObjectFacts {
+                    encryption: Encryption {
+                        customer_key: true,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                Some(Unreadable::SseC),
+            ),
+        ];
+        for (facts, want) in cases {
+            let got = unreadable(&facts);
+            assert_eq!(got.as_ref().map(|(k, _)| *k), want, "{facts:?}");
+            if let Some((_, r)) = got {
+                assert_eq!(r.code, SkipCode::Unverifiable);
+            }
         }
     }
 

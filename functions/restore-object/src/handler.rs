@@ -24,6 +24,7 @@ use crate::repair::{Corrupted, Repair, RESTORED_FROM};
 use crate::settings::Settings;
 use crate::sources;
 use crate::verify::verify;
+use crate::FUNCTION;
 
 pub struct Deps {
     pub common: Common,
@@ -31,6 +32,9 @@ pub struct Deps {
     pub cursors: Arc<dyn Cursors>,
     pub settings: Settings,
 }
+
+/// How long a person is not told again about an object that cannot be read.
+const UNREADABLE_NOTICE_TTL_SECONDS: i64 = 365 * 24 * 3600;
 
 /// Bucket tags, read once per bucket per invocation.
 #[derive(Default)]
@@ -136,6 +140,7 @@ impl Deps {
     ) -> Step<Examined> {
         let tags = self.opted_in(&audit, bucket, key, tag_cache).await?;
         let (subject, audit) = self.head(audit, bucket, key, tags).await?;
+        self.readable(&audit, &subject).await?;
         let Expectation {
             expected,
             witness,
@@ -211,6 +216,27 @@ impl Deps {
             restored_from,
         };
         Ok((subject, audit))
+    }
+
+    /// Archived and SSE-C objects are unverifiable before anything is read. A person hears of
+    /// each once (a marker in the ledger table, per object and ETag), not on every scrub.
+    async fn readable(&self, audit: &AuditBuilder, s: &Subject) -> Step<()> {
+        let Some((kind, reason)) = decide::unreadable(&s.facts) else {
+            return Ok(());
+        };
+        let etag = s.facts.etag.as_deref().unwrap_or("no-etag");
+        let marker = format!("{FUNCTION}#unreadable#{}/{}#{etag}", s.bucket, s.key);
+        let told = matches!(self.cursors.get(&marker).await, Ok(Some(_)));
+        let mut audit = audit.clone().detail("unreadable", kind);
+        if told {
+            audit = audit.detail("notified_before", true);
+        } else {
+            let expires = chrono::Utc::now().timestamp() + UNREADABLE_NOTICE_TTL_SECONDS;
+            // A marker that cannot be written means another notice later: better than none.
+            let _ = self.cursors.put(&marker, Some("notified"), expires).await;
+            audit = audit.detail("escalate", true);
+        }
+        Err(self.skip(audit, reason).await)
     }
 
     /// The most trustworthy expected digest there is, with the part boundaries it needs; and,

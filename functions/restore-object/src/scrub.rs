@@ -26,6 +26,9 @@ pub struct Summary {
     pub verified_ok: usize,
     pub restored: usize,
     pub unverifiable: usize,
+    /// Of the unverifiable: archived (GLACIER, DEEP_ARCHIVE), and SSE-C objects.
+    pub archived: usize,
+    pub sse_c: usize,
     pub unrecoverable: usize,
     pub dry_run: usize,
     pub skipped: usize,
@@ -42,7 +45,14 @@ impl Summary {
                 (Outcome::Failed, "unrecoverable") => s.unrecoverable += 1,
                 (Outcome::Failed, _) => s.failed += 1,
                 (Outcome::DryRun, _) => s.dry_run += 1,
-                (Outcome::Skipped, "unverifiable") => s.unverifiable += 1,
+                (Outcome::Skipped, "unverifiable") => {
+                    s.unverifiable += 1;
+                    match r.details.get("unreadable").and_then(Value::as_str) {
+                        Some("archived") => s.archived += 1,
+                        Some("sse-c") => s.sse_c += 1,
+                        _ => {}
+                    }
+                }
                 (Outcome::Skipped, "nothing-to-do") => s.verified_ok += 1,
                 (Outcome::Skipped, _) => s.skipped += 1,
             }
@@ -293,6 +303,10 @@ mod tests {
             b().failed("read-failed", "x"),
             b().dry_run("x"),
             b().skipped(&SkipReason::new(SkipCode::Unverifiable, "x")),
+            b().detail("unreadable", "archived")
+                .skipped(&SkipReason::new(SkipCode::Unverifiable, "x")),
+            b().detail("unreadable", "sse-c")
+                .skipped(&SkipReason::new(SkipCode::Unverifiable, "x")),
             b().skipped(&SkipReason::new(SkipCode::NothingToDo, "x")),
             b().skipped(&SkipReason::new(SkipCode::NotOptedIn, "x")),
         ];
@@ -300,10 +314,12 @@ mod tests {
         assert_eq!(
             s,
             Summary {
-                examined: 7,
+                examined: 9,
                 verified_ok: 1,
                 restored: 1,
-                unverifiable: 1,
+                unverifiable: 3,
+                archived: 1,
+                sse_c: 1,
                 unrecoverable: 1,
                 dry_run: 1,
                 skipped: 1,
