@@ -343,6 +343,8 @@ struct Rec {
     body: String,
     count: Option<u32>,
     group: Option<String>,
+    /// `SentTimestamp` (epoch ms); now when unset, so that no record ages out by accident.
+    sent_ms: Option<i64>,
 }
 
 fn rec(body: String) -> Rec {
@@ -351,7 +353,25 @@ fn rec(body: String) -> Rec {
         body,
         count: None,
         group: None,
+        sent_ms: None,
     }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A sample event with its fixed `SentTimestamp`s moved to now: the samples' dates would
+/// otherwise age out (issue 12 item 4) once they are older than the retention allows.
+fn fresh_sample(name: &str) -> Value {
+    let mut ev = sample_event(name);
+    for r in ev["Records"].as_array_mut().expect("records") {
+        r["attributes"]["SentTimestamp"] = json!(now_ms().to_string());
+    }
+    ev
 }
 
 fn event(arn: &str, recs: &[Rec]) -> Value {
@@ -369,7 +389,8 @@ fn event(arn: &str, recs: &[Rec]) -> Value {
                     json!({"stringValue": c.to_string(), "dataType": "Number"}),
                 );
             }
-            let mut sys = json!({"ApproximateReceiveCount": "1", "SentTimestamp": "1795428000000"});
+            let sent = r.sent_ms.unwrap_or_else(now_ms).to_string();
+            let mut sys = json!({"ApproximateReceiveCount": "1", "SentTimestamp": sent});
             if let Some(g) = &r.group {
                 sys["MessageGroupId"] = json!(g);
             }
@@ -410,7 +431,7 @@ fn codes(audits: &[AuditRecord]) -> Vec<String> {
 async fn sample_batch_replays_valid_and_parks_poison() {
     let w = World::new(false).await;
     let deps = w.deps(&[]);
-    let ev = sample_event("replay-transactions-sqs.json");
+    let ev = fresh_sample("replay-transactions-sqs.json");
     let resp = deps.handle(ev.clone(), inv()).await.unwrap();
     assert_eq!(
         resp.body,
@@ -637,6 +658,7 @@ async fn duplicate_deliveries_replay_once() {
         body: twin.body.clone(),
         count: None,
         group: None,
+        sent_ms: None,
     };
     let (failed, audits) = run(&deps, &event(DLQ_ARN, &[twin, twin2])).await;
     assert!(failed.is_empty());
@@ -653,7 +675,7 @@ async fn duplicate_deliveries_replay_once() {
 async fn fifo_keeps_groups_uses_dedup_ids_and_sends_no_delay() {
     let w = World::new(true).await;
     let deps = w.deps(&[("SELFHEAL_REPLAY_BASE_DELAY_SECONDS", "30")]);
-    let ev = sample_event("replay-transactions-sqs-fifo.json");
+    let ev = fresh_sample("replay-transactions-sqs-fifo.json");
     let (failed, audits) = run(&deps, &ev).await;
     assert!(failed.is_empty(), "{audits:?}");
     let replays = w.replays().await;
@@ -683,6 +705,7 @@ async fn fifo_group_waits_behind_its_failed_record() {
         body: tx_body(tx, 5),
         count: None,
         group: Some(g.into()),
+        sent_ms: None,
     };
     let recs = vec![
         mk("tx-a1", "A"),
@@ -837,6 +860,57 @@ async fn access_denied_on_send_parks_nothing_and_notifies_once() {
     let want: Vec<String> = (0..4).map(|i| format!("tx-den{i}")).collect();
     assert_eq!(txs, want);
     assert!(w.parked().await.is_empty());
+}
+
+/// Issue 12, replay-transactions item 4: a record that keeps failing (here: every send is
+/// denied, injected through `DenyingQueues` around the real adapter) is parked before the
+/// dead-letter queue's retention deletes it, judged by its age (`SentTimestamp`).
+#[tokio::test]
+async fn a_record_failing_until_near_retention_is_parked_before_it_expires() {
+    let w = World::new(false).await;
+    let deny = Arc::new(AtomicBool::new(true));
+    let deps = w.deps_with(
+        &[
+            ("SELFHEAL_REPLAY_DLQ_RETENTION_SECONDS", "345600"),
+            ("SELFHEAL_REPLAY_PARK_BEFORE_EXPIRY_SECONDS", "86400"),
+        ],
+        |p| Ports {
+            queues: Arc::new(DenyingQueues {
+                inner: p.queues.clone(),
+                on: deny.clone(),
+            }),
+            ..p
+        },
+    );
+    let mut old = rec(tx_body("tx-old", 5));
+    // Three days and a minute in a DLQ that keeps messages four days.
+    old.sent_ms = Some(now_ms() - (3 * 86_400 + 60) * 1000);
+    let young = rec(tx_body("tx-young", 5));
+    let recs = vec![old, young];
+    let (failed, audits) = run(&deps, &event(DLQ_ARN, &recs)).await;
+    assert_eq!(failed, vec![recs[1].id.clone()], "{audits:?}");
+    let parked = w.parked().await;
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0]["reason"], "expiring");
+    assert_eq!(parked[0]["transaction_id"], "tx-old");
+    assert!(parked[0]["_key"]
+        .as_str()
+        .unwrap()
+        .starts_with("dlq/expiring/"));
+    assert_eq!(
+        w.ledger_state("replay-transactions#idem#tx#0#tx-old")
+            .await
+            .as_deref(),
+        Some("done")
+    );
+    assert!(w.replays().await.is_empty());
+    let notices = w.inbox.drain().await;
+    assert!(
+        notices
+            .iter()
+            .any(|(_, n)| n["details"]["park_reason"] == "expiring"),
+        "the park is notified: {notices:?}"
+    );
 }
 
 #[tokio::test]

@@ -311,6 +311,7 @@ mod tests {
             max_replays: 3,
             base_delay_seconds: 0,
             target_fifo: false,
+            park_at_age_seconds: u64::MAX,
         };
         let facts = Facts {
             ledger: None,

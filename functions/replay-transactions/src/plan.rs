@@ -28,6 +28,9 @@ pub struct Incoming {
     pub attributes: BTreeMap<String, AttributeValue>,
     /// `MessageGroupId` when the dead-letter queue is FIFO.
     pub group_id: Option<String>,
+    /// `SentTimestamp` in epoch seconds: when the message was first enqueued (a standard
+    /// queue's retention counts from there, even in the dead-letter queue). None when absent.
+    pub sent_at: Option<i64>,
     /// The transaction and how many replays it had, or why the record is poison.
     pub parsed: Result<(Transaction, u32), SchemaError>,
 }
@@ -86,6 +89,11 @@ pub fn read_record(msg: &SqsMessage) -> Incoming {
         body: msg.body.clone(),
         attributes,
         group_id: msg.attributes.get("MessageGroupId").cloned(),
+        sent_at: msg
+            .attributes
+            .get("SentTimestamp")
+            .and_then(|ms| ms.trim().parse::<i64>().ok())
+            .map(|ms| ms / 1000),
         parsed,
     }
 }
@@ -123,6 +131,9 @@ pub struct Rules {
     pub base_delay_seconds: u32,
     /// The processing queue is FIFO (no per-message delay; group and deduplication ids).
     pub target_fifo: bool,
+    /// A record at least this old (seconds since `SentTimestamp`) is parked as expiring
+    /// instead of replayed: the dead-letter queue's retention would delete it soon.
+    pub park_at_age_seconds: u64,
 }
 
 /// What is known about a record besides its contents.
@@ -145,6 +156,8 @@ pub enum ParkReason {
     Exhausted,
     /// Valid, but SQS would refuse the replay (for example too many message attributes).
     Unreplayable,
+    /// Still not handled when the dead-letter queue's retention is about to delete it.
+    Expiring,
 }
 
 impl ParkReason {
@@ -153,6 +166,7 @@ impl ParkReason {
             Self::Poison => "poison",
             Self::Exhausted => "exhausted",
             Self::Unreplayable => "unreplayable",
+            Self::Expiring => "expiring",
         }
     }
 }
@@ -221,6 +235,21 @@ pub fn decide(incoming: &Incoming, facts: &Facts, rules: &Rules) -> Decision<Act
             },
             detail,
         );
+    }
+    if let Some(age) = incoming.sent_at.map(|t| facts.now.saturating_sub(t)) {
+        if age >= i64::try_from(rules.park_at_age_seconds).unwrap_or(i64::MAX) {
+            let detail = format!(
+                "{age} s in the dead-letter queue and still not handled; the retention would delete it (parked from {} s of age on)",
+                rules.park_at_age_seconds
+            );
+            return Decision::act(
+                Action::Park {
+                    reason: ParkReason::Expiring,
+                    detail: detail.clone(),
+                },
+                detail,
+            );
+        }
     }
     replay(incoming, tx, count, rules)
 }
@@ -347,11 +376,52 @@ mod tests {
             max_replays: 3,
             base_delay_seconds: 30,
             target_fifo: fifo,
+            park_at_age_seconds: 1000,
         }
     }
 
     fn count_attr(n: &str) -> serde_json::Value {
         json!({"replay-count": {"stringValue": n, "dataType": "Number"}})
+    }
+
+    /// Issue 12 item 4: judged by `SentTimestamp` (ms); exhausted and poison keep their reason.
+    #[test]
+    fn a_record_near_the_retention_is_parked_as_expiring() {
+        let aged = |sent_ms: &str, body: &str, attrs: serde_json::Value| {
+            let msg: SqsMessage = serde_json::from_value(json!({
+                "messageId": "m-1", "body": body, "attributes": {"SentTimestamp": sent_ms},
+                "messageAttributes": attrs,
+            }))
+            .unwrap();
+            read_record(&msg)
+        };
+        let facts = Facts {
+            ledger: None,
+            applied: false,
+            now: 5_000,
+        };
+        let kind = |inc: &Incoming| match decide(inc, &facts, &rules(false)) {
+            Decision::Act {
+                action: Action::Park { reason, .. },
+                ..
+            } => reason.as_str(),
+            Decision::Act { .. } => "replay",
+            Decision::Skip { .. } => "skip",
+        };
+        // rules(): parked from 1000 s of age on.
+        assert_eq!(kind(&aged("4000000", GOOD, json!({}))), "expiring");
+        assert_eq!(kind(&aged("4001000", GOOD, json!({}))), "replay");
+        assert_eq!(kind(&aged("not-a-time", GOOD, json!({}))), "replay");
+        assert_eq!(kind(&aged("0", GOOD, count_attr("3"))), "exhausted");
+        assert_eq!(kind(&aged("0", "{oops", json!({}))), "poison");
+        let applied = Facts {
+            applied: true,
+            ..facts.clone()
+        };
+        assert!(matches!(
+            decide(&aged("0", GOOD, json!({})), &applied, &rules(false)),
+            Decision::Skip { .. }
+        ));
     }
 
     #[test]

@@ -36,6 +36,14 @@ pub struct Settings {
     /// `SELFHEAL_REPLAY_RECORD_TTL_SECONDS`: how long the ledger remembers a handled message,
     /// default 1209600 (14 days, SQS's longest retention: no duplicate can arrive later).
     pub record_ttl_seconds: u64,
+    /// `SELFHEAL_REPLAY_DLQ_RETENTION_SECONDS`: the dead-letter queue's MessageRetentionPeriod,
+    /// default 1209600 (14 days, SQS's longest and the template's). Set it to the queue's
+    /// value when shorter: a record is parked before that age (see below).
+    pub dlq_retention_seconds: u64,
+    /// `SELFHEAL_REPLAY_PARK_BEFORE_EXPIRY_SECONDS`: a record still in the dead-letter queue
+    /// this long before its retention ends is parked as expiring; default 86400 (a day of
+    /// redeliveries left to park it). Must be below the retention.
+    pub park_before_expiry_seconds: u64,
 }
 
 impl Settings {
@@ -68,6 +76,17 @@ impl Settings {
                 expected: "a whole number below 4294967296",
             })
         };
+        let dlq_retention_seconds =
+            parse_u64(&get, "SELFHEAL_REPLAY_DLQ_RETENTION_SECONDS", 14 * 86_400)?;
+        let park_before_expiry_seconds =
+            parse_u64(&get, "SELFHEAL_REPLAY_PARK_BEFORE_EXPIRY_SECONDS", 86_400)?;
+        if park_before_expiry_seconds >= dlq_retention_seconds {
+            return Err(ConfigError::Invalid {
+                name: "SELFHEAL_REPLAY_PARK_BEFORE_EXPIRY_SECONDS",
+                value: park_before_expiry_seconds.to_string(),
+                expected: "fewer seconds than SELFHEAL_REPLAY_DLQ_RETENTION_SECONDS",
+            });
+        }
         Ok(Self {
             processing_queue_url,
             parking,
@@ -79,6 +98,8 @@ impl Settings {
             max_per_batch: small("SELFHEAL_REPLAY_MAX_PER_BATCH", 100)?,
             max_per_hour: small("SELFHEAL_REPLAY_MAX_PER_HOUR", 10_000)?,
             record_ttl_seconds: parse_u64(&get, "SELFHEAL_REPLAY_RECORD_TTL_SECONDS", 14 * 86_400)?,
+            dlq_retention_seconds,
+            park_before_expiry_seconds,
         })
     }
 
@@ -88,6 +109,9 @@ impl Settings {
             max_replays: self.max_replays,
             base_delay_seconds: self.base_delay_seconds,
             target_fifo: is_fifo(&self.processing_queue_url),
+            park_at_age_seconds: self
+                .dlq_retention_seconds
+                .saturating_sub(self.park_before_expiry_seconds),
         }
     }
 }
@@ -125,6 +149,18 @@ mod tests {
         assert_eq!(s.processed_table, None);
         assert_eq!(s.record_ttl_seconds, 1_209_600);
         assert!(!s.rules().target_fifo);
+        assert_eq!(s.rules().park_at_age_seconds, 13 * 86_400);
+        let mut short = REQUIRED.to_vec();
+        short.push(("SELFHEAL_REPLAY_DLQ_RETENTION_SECONDS", "345600"));
+        assert_eq!(
+            settings(&short).unwrap().rules().park_at_age_seconds,
+            3 * 86_400
+        );
+        short.push(("SELFHEAL_REPLAY_PARK_BEFORE_EXPIRY_SECONDS", "345600"));
+        assert!(
+            settings(&short).is_err(),
+            "the margin must leave some retention"
+        );
         assert!(settings(&REQUIRED[..1]).is_err());
         assert!(settings(&REQUIRED[1..]).is_err());
         let mut bad = REQUIRED.to_vec();
