@@ -20,6 +20,8 @@ pub mod ec2;
 pub mod s3;
 #[cfg(feature = "s3")]
 pub mod s3_parking;
+#[cfg(feature = "scheduler")]
+pub mod scheduler;
 #[cfg(feature = "sns")]
 pub mod sns;
 #[cfg(feature = "sqs")]
@@ -42,6 +44,8 @@ pub use aws_sdk_dynamodb;
 pub use aws_sdk_ec2;
 #[cfg(feature = "s3")]
 pub use aws_sdk_s3;
+#[cfg(feature = "scheduler")]
+pub use aws_sdk_scheduler;
 #[cfg(feature = "sns")]
 pub use aws_sdk_sns;
 #[cfg(feature = "sqs")]

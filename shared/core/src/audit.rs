@@ -33,6 +33,26 @@ impl Outcome {
     }
 }
 
+/// What a verification found: the action healed the target, did not (yet), or a person has
+/// been told because nothing more will be done automatically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Heal {
+    Healed,
+    NotHealed,
+    Escalated,
+}
+
+impl Heal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healed => "healed",
+            Self::NotHealed => "not-healed",
+            Self::Escalated => "escalated",
+        }
+    }
+}
+
 /// One decision, as logged, measured and notified.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditRecord {
@@ -49,6 +69,19 @@ pub struct AuditRecord {
     /// Function-specific facts behind the decision (digests, arithmetic, states).
     pub details: Value,
     pub at: DateTime<Utc>,
+    /// The action this record took or verified (closed loop; absent when none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action_id: Option<String>,
+    /// The episode: every action and verification on one target from its first alarm until
+    /// it healed or a person was told.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub episode_id: Option<String>,
+    /// What a verification found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Heal>,
+    /// From the episode's start (its first alarm) to the verification that found it healed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_to_heal_ms: Option<u64>,
 }
 
 impl AuditRecord {
@@ -59,6 +92,7 @@ impl AuditRecord {
             trigger: trigger.into(),
             target: target.into(),
             details: json!({}),
+            closed_loop: ClosedLoop::default(),
         }
     }
 
@@ -90,9 +124,39 @@ pub struct AuditBuilder {
     trigger: String,
     target: String,
     details: Value,
+    closed_loop: ClosedLoop,
+}
+
+/// The closed-loop fields of a record (see [`AuditRecord::action_id`]).
+#[derive(Debug, Clone, Default)]
+struct ClosedLoop {
+    action_id: Option<String>,
+    episode_id: Option<String>,
+    outcome: Option<Heal>,
+    time_to_heal_ms: Option<u64>,
 }
 
 impl AuditBuilder {
+    /// The action this record takes or verifies, and its episode.
+    pub fn action(mut self, action_id: &str, episode_id: &str) -> Self {
+        self.closed_loop.action_id = Some(action_id.to_string());
+        self.closed_loop.episode_id = Some(episode_id.to_string());
+        self
+    }
+
+    /// What a verification found; `time_to_heal_ms` goes with [`Heal::Healed`].
+    pub fn heal(mut self, outcome: Heal, time_to_heal_ms: Option<u64>) -> Self {
+        self.closed_loop.outcome = Some(outcome);
+        self.closed_loop.time_to_heal_ms = time_to_heal_ms;
+        self
+    }
+
+    /// A verification that changed nothing (healed, re-checking later, or escalated):
+    /// recorded as skipped with its own code. Marked `escalate` it reaches a person.
+    pub fn checked(self, code: &str, reason: impl Into<String>) -> AuditRecord {
+        self.finish(Outcome::Skipped, code, reason.into())
+    }
+
     pub fn details(mut self, details: Value) -> Self {
         self.details = details;
         self
@@ -120,6 +184,10 @@ impl AuditBuilder {
             reason,
             details: self.details,
             at: Utc::now(),
+            action_id: self.closed_loop.action_id,
+            episode_id: self.closed_loop.episode_id,
+            outcome: self.closed_loop.outcome,
+            time_to_heal_ms: self.closed_loop.time_to_heal_ms,
         }
     }
 
@@ -244,10 +312,17 @@ pub fn subject_line(rec: &AuditRecord) -> String {
 }
 
 /// One EMF document: metrics `Actions`, `DryRuns`, `Skips`, `Failures` (and
-/// `NotifyFailures`) by function, and by function and reason code.
+/// `NotifyFailures`) by function, and by function and reason code; from verifications,
+/// `Healed`, `NotHealed` (not healed yet, or escalated) and `TimeToHeal` (milliseconds, only
+/// in a record that has it).
 pub fn emf_line(rec: &AuditRecord, notify_failed: bool) -> String {
     let one = |o: Outcome| u32::from(rec.decision == o);
-    json!({
+    let healed = u32::from(rec.outcome == Some(Heal::Healed));
+    let not_healed = u32::from(matches!(
+        rec.outcome,
+        Some(Heal::NotHealed | Heal::Escalated)
+    ));
+    let mut doc = json!({
         "_aws": {
             "Timestamp": rec.at.timestamp_millis(),
             "CloudWatchMetrics": [{
@@ -258,7 +333,9 @@ pub fn emf_line(rec: &AuditRecord, notify_failed: bool) -> String {
                     {"Name": "DryRuns", "Unit": "Count"},
                     {"Name": "Skips", "Unit": "Count"},
                     {"Name": "Failures", "Unit": "Count"},
-                    {"Name": "NotifyFailures", "Unit": "Count"}
+                    {"Name": "NotifyFailures", "Unit": "Count"},
+                    {"Name": "Healed", "Unit": "Count"},
+                    {"Name": "NotHealed", "Unit": "Count"}
                 ]
             }]
         },
@@ -269,8 +346,19 @@ pub fn emf_line(rec: &AuditRecord, notify_failed: bool) -> String {
         "Skips": one(Outcome::Skipped),
         "Failures": one(Outcome::Failed),
         "NotifyFailures": u32::from(notify_failed),
-    })
-    .to_string()
+        "Healed": healed,
+        "NotHealed": not_healed,
+    });
+    if let Some(ms) = rec.time_to_heal_ms {
+        // Declared only with a value: EMF rejects a declared metric without one.
+        if let Some(Value::Array(metrics)) = doc.pointer_mut("/_aws/CloudWatchMetrics/0/Metrics") {
+            metrics.push(json!({"Name": "TimeToHeal", "Unit": "Milliseconds"}));
+        }
+        if let Value::Object(m) = &mut doc {
+            m.insert("TimeToHeal".into(), json!(ms));
+        }
+    }
+    doc.to_string()
 }
 
 #[cfg(test)]
@@ -334,6 +422,51 @@ mod tests {
         assert_eq!(v["Skips"], 1);
         assert_eq!(v["Actions"], 0);
         assert_eq!(v["reason"], "cooldown");
+    }
+
+    #[test]
+    fn closed_loop_fields_are_logged_and_measured_only_when_present() {
+        let plain: Value = serde_json::from_str(&log_line(&base().acted("x"))).unwrap();
+        for key in ["action_id", "episode_id", "outcome", "time_to_heal_ms"] {
+            assert!(plain.get(key).is_none(), "{key} in {plain}");
+        }
+        let v: Value = serde_json::from_str(&emf_line(&base().acted("x"), false)).unwrap();
+        assert_eq!(
+            (v["Healed"].as_u64(), v["NotHealed"].as_u64()),
+            (Some(0), Some(0))
+        );
+        assert!(v.get("TimeToHeal").is_none());
+        let healed = base()
+            .action("act-1", "ep-1")
+            .heal(Heal::Healed, Some(61_000))
+            .checked("healed", "alarm is OK");
+        let line: Value = serde_json::from_str(&log_line(&healed)).unwrap();
+        assert_eq!(line["action_id"], "act-1");
+        assert_eq!(line["episode_id"], "ep-1");
+        assert_eq!(line["outcome"], "healed");
+        assert_eq!(line["time_to_heal_ms"], 61_000);
+        assert_eq!(line["decision"], "skipped");
+        assert!(!healed.notify_worthy());
+        let emf: Value = serde_json::from_str(&emf_line(&healed, false)).unwrap();
+        assert_eq!(emf["Healed"], 1);
+        assert_eq!(emf["TimeToHeal"], 61_000);
+        let names: Vec<&str> = emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["Name"].as_str())
+            .collect();
+        assert!(names.contains(&"TimeToHeal"), "{names:?}");
+        let escalated = base()
+            .detail("escalate", true)
+            .heal(Heal::Escalated, None)
+            .checked("escalated", "at MaxSize");
+        assert!(escalated.notify_worthy());
+        let emf: Value = serde_json::from_str(&emf_line(&escalated, false)).unwrap();
+        assert_eq!(
+            (emf["Healed"].as_u64(), emf["NotHealed"].as_u64()),
+            (Some(0), Some(1))
+        );
     }
 
     #[test]

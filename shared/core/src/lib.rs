@@ -13,6 +13,7 @@ pub mod audit;
 pub mod checksums;
 pub mod common;
 pub mod decision;
+pub mod episode;
 pub mod error;
 pub mod forecast;
 pub mod guard;
@@ -25,7 +26,7 @@ pub mod telemetry;
 pub mod testing;
 
 pub use alarm::{parse_alarms, Alarm, AlarmKind, AlarmParseError, AlarmShape, AlarmState};
-pub use audit::{AuditBuilder, AuditRecord, Auditor, Outcome};
+pub use audit::{AuditBuilder, AuditRecord, Auditor, Heal, Outcome};
 pub use common::{Common, Failed, Guarded};
 pub use decision::{Decision, SkipCode, SkipReason};
 pub use error::AwsError;

@@ -19,6 +19,7 @@ use crate::ports::alarms::{AlarmFacts, Alarms};
 use crate::ports::ledger::{FleetRecord, Ledger, LedgerError, LedgerWrite, TargetRecord};
 use crate::ports::metrics::{MetricHistory, MetricQuery, Window};
 use crate::ports::notifier::Notifier;
+use crate::ports::scheduler::{FollowUp, FollowUps};
 
 /// An in-memory ledger for unit tests and local experiments. Same semantics as DynamoDB's
 /// conditional writes and transactions, under one mutex.
@@ -274,6 +275,48 @@ impl Alarms for FakeAlarms {
             .ok()
             .and_then(|m| m.get(arn).cloned())
             .unwrap_or_default())
+    }
+}
+
+/// Follow-ups kept in memory: what was scheduled (in order), what was deleted, and an error to
+/// answer with instead (a failed schedule creation).
+#[derive(Default)]
+pub struct FakeFollowUps {
+    pub scheduled: Mutex<Vec<FollowUp>>,
+    pub deleted: Mutex<Vec<String>>,
+    pub fail: Mutex<Option<AwsError>>,
+}
+
+impl FakeFollowUps {
+    pub fn scheduled(&self) -> Vec<FollowUp> {
+        self.scheduled.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// The payload of the last follow-up scheduled, as the event it will be.
+    pub fn last_event(&self) -> Option<serde_json::Value> {
+        self.scheduled()
+            .last()
+            .and_then(|f| serde_json::from_str(&f.payload).ok())
+    }
+}
+
+#[async_trait]
+impl FollowUps for FakeFollowUps {
+    async fn schedule(&self, follow_up: &FollowUp) -> Result<(), AwsError> {
+        if let Some(e) = self.fail.lock().ok().and_then(|f| f.clone()) {
+            return Err(e);
+        }
+        if let Ok(mut v) = self.scheduled.lock() {
+            v.push(follow_up.clone());
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), AwsError> {
+        if let Ok(mut v) = self.deleted.lock() {
+            v.push(name.to_string());
+        }
+        Ok(())
     }
 }
 

@@ -108,6 +108,10 @@ where
             let served = lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
                 let f = f.clone();
                 async move {
+                    // The function's own ARN: where its follow-ups are sent back to.
+                    selfheal_core::episode::set_invoked_function_arn(
+                        &ev.context.invoked_function_arn,
+                    );
                     let inv = Invocation {
                         request_id: ev.context.request_id.clone(),
                         deadline: Some(deadline_from_header(

@@ -15,3 +15,4 @@ pub mod parameters;
 pub mod parking;
 pub mod processed;
 pub mod queues;
+pub mod scheduler;
