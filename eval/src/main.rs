@@ -1,7 +1,8 @@
 //! `selfheal-eval`: replays seeded synthetic traces and real labelled series (any folder in
 //! the Numenta Anomaly Benchmark layout) through the anomaly gate — the crate the functions
 //! run — against baselines a user might pick instead, and the forecaster against the severity
-//! step and a simulated target-tracking policy.
+//! step, and scale-group's closed loop against simulated target tracking (with and without
+//! predictive scaling).
 //!
 //! `cargo run --release -p selfheal-eval -- --out eval/results [--nab DIR]` writes
 //! `RESULTS.md`, PNG plots and the raw decisions as CSV there. Deterministic: the same numbers
@@ -19,6 +20,7 @@ mod nab_score;
 mod plots;
 mod rng;
 mod scale_eval;
+mod scale_report;
 mod synth;
 mod synth_report;
 mod traces;
@@ -30,17 +32,7 @@ use std::time::Instant;
 
 use anomaly::{GateSettings, Point};
 use forecast::ForecastSettings;
-use plotters::style::RGBColor;
-use scale_eval::{Outcome, Policy};
 use traces::{STEPS_PER_WEEK, T0};
-
-// The scaling simulation's traces (unchanged; the gate's evaluation is sized in `synth::Config`).
-/// Weeks per load trace; the first `WARMUP_WEEKS` are history only.
-const WEEKS: usize = 10;
-const WARMUP_WEEKS: usize = 4;
-const SEEDS: u64 = 5;
-/// Seeds the forecast defaults were tuned on; the scaling tables use `0..SEEDS`.
-const TUNING_SEEDS: std::ops::Range<u64> = 100..105;
 
 fn main() -> ExitCode {
     let mut out = PathBuf::from("eval/results");
@@ -56,6 +48,18 @@ fn main() -> ExitCode {
                 Some(p) if !p.is_empty() => nab_dir = Some(PathBuf::from(p)),
                 _ => return usage("--nab needs a directory in NAB layout"),
             },
+            "--scaling-tuning" => {
+                return match scale_report::tuning_only() {
+                    Ok(md) => {
+                        println!("{md}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("selfheal-eval: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
             "-h" | "--help" => return usage(""),
             other => return usage(&format!("unknown argument {other:?}")),
         }
@@ -73,7 +77,7 @@ fn usage(err: &str) -> ExitCode {
     if !err.is_empty() {
         eprintln!("selfheal-eval: {err}");
     }
-    eprintln!("usage: selfheal-eval [--out DIR] [--nab DIR]   (out: default eval/results; nab: a folder in NAB layout)");
+    eprintln!("usage: selfheal-eval [--out DIR] [--nab DIR] | --scaling-tuning   (out: default eval/results; nab: a folder in NAB layout; --scaling-tuning prints the scaling tuning tables only)");
     if err.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -97,7 +101,6 @@ fn run(out: &Path, nab_dir: Option<&Path>) -> Result<(), Box<dyn std::error::Err
     let fonts = plots::register_font();
     let started = Instant::now();
     let gate = GateSettings::default();
-    let from = WARMUP_WEEKS * STEPS_PER_WEEK;
     let mut md = String::new();
 
     // ---- the gate: synthetic ----------------------------------------------------------------
@@ -128,101 +131,8 @@ fn run(out: &Path, nab_dir: Option<&Path>) -> Result<(), Box<dyn std::error::Err
 
     // ---- scaling --------------------------------------------------------------------------
     let fs = ForecastSettings::default();
-    let mut scale_rows = Vec::new();
-    let mut totals: Vec<(Policy, Outcome)> =
-        [Policy::Severity, Policy::Forecast, Policy::TargetTracking]
-            .into_iter()
-            .map(|p| (p, Outcome::default()))
-            .collect();
-    for scenario in traces::LOAD_SCENARIOS {
-        let mut per: Vec<(Policy, Outcome)> = totals
-            .iter()
-            .map(|(p, _)| (*p, Outcome::default()))
-            .collect();
-        for seed in 0..SEEDS {
-            let trace = traces::load_trace(scenario, seed, WEEKS);
-            let runs: Vec<(Policy, Outcome)> = per
-                .iter()
-                .map(|(p, _)| (*p, scale_eval::simulate(&trace, from, *p, &fs, true)))
-                .collect();
-            if seed == 0 {
-                let colors = [
-                    RGBColor(230, 120, 0),
-                    RGBColor(40, 90, 200),
-                    RGBColor(20, 150, 60),
-                ];
-                let shown: Vec<(&str, &Outcome, RGBColor)> = runs
-                    .iter()
-                    .zip(colors)
-                    .map(|((p, o), c)| (p.name(), o, c))
-                    .collect();
-                // Three days from a Monday in the evaluated weeks.
-                plots::scaling(
-                    &out.join(format!("scaling-{scenario}.png")),
-                    &trace,
-                    from + STEPS_PER_WEEK,
-                    3,
-                    &shown,
-                )?;
-            }
-            for ((_, acc), (_, o)) in per.iter_mut().zip(&runs) {
-                acc.add(o);
-            }
-        }
-        for ((_, t), (_, o)) in totals.iter_mut().zip(&per) {
-            t.add(o);
-        }
-        scale_rows.push((scenario, per));
-    }
-
-    let mut fsweep = Vec::new();
-    for horizon in [3usize, 6, 9, 12] {
-        for limit in [0.1, 0.15, 0.25] {
-            let settings = ForecastSettings {
-                horizon_steps: horizon,
-                max_fit_error: limit,
-                ..ForecastSettings::default()
-            };
-            let (mut sev, mut fc) = (Outcome::default(), Outcome::default());
-            for scenario in traces::LOAD_SCENARIOS {
-                for seed in TUNING_SEEDS {
-                    let trace = traces::load_trace(scenario, seed, WEEKS);
-                    if horizon == 3 && limit == 0.1 || fsweep.is_empty() {
-                        sev.add(&scale_eval::simulate(
-                            &trace,
-                            from,
-                            Policy::Severity,
-                            &settings,
-                            true,
-                        ));
-                    }
-                    fc.add(&scale_eval::simulate(
-                        &trace,
-                        from,
-                        Policy::Forecast,
-                        &settings,
-                        true,
-                    ));
-                }
-            }
-            fsweep.push((horizon, limit, sev, fc));
-        }
-    }
-    let tuning_severity = fsweep.first().map(|r| r.2.clone()).unwrap_or_default();
-
-    // The same on transitions only: what an alarm action to Lambda does without re-arming.
-    let mut transition_only: Vec<(Policy, Outcome)> = [Policy::Severity, Policy::Forecast]
-        .into_iter()
-        .map(|p| (p, Outcome::default()))
-        .collect();
-    for scenario in traces::LOAD_SCENARIOS {
-        for seed in 0..SEEDS {
-            let trace = traces::load_trace(scenario, seed, WEEKS);
-            for (p, acc) in transition_only.iter_mut() {
-                acc.add(&scale_eval::simulate(&trace, from, *p, &fs, false));
-            }
-        }
-    }
+    let scaling = scale_report::run(out)?;
+    let tuning_tt = scale_report::tuning_reference();
 
     // ---- latency --------------------------------------------------------------------------
     let latency = bench(&alarm_inputs, &gate, &fs);
@@ -249,91 +159,11 @@ fn run(out: &Path, nab_dir: Option<&Path>) -> Result<(), Box<dyn std::error::Err
             writeln!(md, "## Real labelled data\n\nNot run: no `--nab DIR` given (`make eval` passes `../shared/nab` when that folder exists). This file holds the synthetic evaluation only.\n")?;
         }
     }
-    writeln!(
-        md,
-        "\n## Forecast sizing vs severity step vs target tracking\n"
-    )?;
-    writeln!(md, "**A simulated policy, not what scale-group ships:** here the alarm is acted on every period while \
-        in ALARM (re-armed), which scale-group does not do today (it acts on OK → ALARM transitions; see the \
-        transitions-only table below). These tables are kept as they were and will be replaced by the shipped \
-        closed-loop behaviour; the docs do not quote them.\n")?;
-    writeln!(md, "Load in instance-percent; alarms on average CPU (out above {} % for 2 of 2, in below {} % for 3 of 3, \
-        acted on every 5-minute period while in ALARM: re-armed), cooldown {} min, at most {} instances per change, {}..={} instances, new \
-        instances serve after {} min, CPU capped at 100 %. Forecast sizing sizes for the forecast peak over the next \
-        {} min at {} % and falls back to the severity step when the fit error on the last hour exceeds {:.0} %. \
-        Under-provisioned: load above {} % of in-service capacity. Over-provisioned: instances beyond \
-        ceil(load / {} %).\n",
-        scale_eval::OUT_THRESHOLD, scale_eval::IN_THRESHOLD, scale_eval::COOLDOWN_STEPS * 5, scale_eval::MAX_STEP,
-        scale_eval::MIN_SIZE, scale_eval::MAX_SIZE, scale_eval::LAUNCH_STEPS * 5, fs.horizon_steps * 5,
-        scale_eval::TARGET, fs.max_fit_error * 100.0, scale_eval::HOT, scale_eval::TARGET)?;
-    writeln!(md, "| scenario | policy | under-provisioned min | over-provisioned instance-min | instance-min | vs severity | changes | forecast used / fell back |")?;
-    writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|")?;
-    let srow = |md: &mut String, name: &str, runs: &[(Policy, Outcome)]| {
-        let base = runs
-            .iter()
-            .find(|(p, _)| *p == Policy::Severity)
-            .map(|(_, o)| o.instance_minutes)
-            .unwrap_or(1.0);
-        for (p, o) in runs {
-            let fc = if *p == Policy::Forecast {
-                format!("{} / {} (held {})", o.forecast_used, o.fallbacks, o.held)
-            } else {
-                "–".into()
-            };
-            let _ = writeln!(
-                md,
-                "| {name} | {} | {:.0} | {:.0} | {:.0} | {:+.1} % | {} | {fc} |",
-                p.name(),
-                o.under_minutes,
-                o.over_instance_minutes,
-                o.instance_minutes,
-                (o.instance_minutes / base - 1.0) * 100.0,
-                o.changes
-            );
-        }
-    };
-    for (scenario, runs) in &scale_rows {
-        srow(&mut md, scenario, runs);
-    }
-    srow(&mut md, "**all**", &totals);
-    writeln!(md, "\nThe same traces when the alarm is acted on only at OK → ALARM transitions (a Lambda or EventBridge \
-        alarm action that is not re-armed): one bounded step per transition, then the alarm stays in ALARM and \
-        nothing more happens until it clears.\n")?;
-    writeln!(md, "| policy (transitions only) | under-provisioned min | over-provisioned instance-min | instance-min |")?;
-    writeln!(md, "|---|---:|---:|---:|")?;
-    for (p, o) in &transition_only {
-        writeln!(
-            md,
-            "| {} | {:.0} | {:.0} | {:.0} |",
-            p.name(),
-            o.under_minutes,
-            o.over_instance_minutes,
-            o.instance_minutes
-        )?;
-    }
+    md.push_str(&scale_report::markdown(&scaling)?);
 
     writeln!(md, "\n## Tuning (never the reported seeds)\n")?;
     md.push_str(&synth_report::tuning_markdown(&synth_res, &gate)?);
-    writeln!(md, "### Forecast sizing (scaling seeds {}–{})\n\nForecast horizon and fit-error limit, all scenarios (severity step: {:.0} under-provisioned min, {:.0} instance-min):\n",
-        TUNING_SEEDS.start, TUNING_SEEDS.end - 1, tuning_severity.under_minutes, tuning_severity.instance_minutes)?;
-    writeln!(md, "| horizon (min) | fit-error limit | under-provisioned min | instance-min vs severity | fell back |")?;
-    writeln!(md, "|---:|---:|---:|---:|---:|")?;
-    for (h, limit, _, fc) in &fsweep {
-        let mark = if *h == fs.horizon_steps && (*limit - fs.max_fit_error).abs() < 1e-9 {
-            " (default)"
-        } else {
-            ""
-        };
-        writeln!(
-            md,
-            "| {}{mark} | {limit} | {:.0} | {:+.1} % | {} of {} |",
-            h * 5,
-            fc.under_minutes,
-            (fc.instance_minutes / tuning_severity.instance_minutes.max(1.0) - 1.0) * 100.0,
-            fc.fallbacks,
-            fc.fallbacks + fc.forecast_used
-        )?;
-    }
+    md.push_str(&scale_report::tuning_markdown(&scaling, &tuning_tt)?);
 
     writeln!(md, "\n## Decision latency\n")?;
     writeln!(md, "Measured in this run (release build), per decision, excluding the metric fetch (I/O); each input timed 5 times and its fastest time kept (a busy machine preempts single calls for milliseconds), percentiles over inputs:\n")?;
@@ -347,17 +177,6 @@ fn run(out: &Path, nab_dir: Option<&Path>) -> Result<(), Box<dyn std::error::Err
         )?;
     }
 
-    let sev = totals
-        .iter()
-        .find(|(p, _)| *p == Policy::Severity)
-        .map(|(_, o)| o.clone())
-        .unwrap_or_default();
-    let fc = totals
-        .iter()
-        .find(|(p, _)| *p == Policy::Forecast)
-        .map(|(_, o)| o.clone())
-        .unwrap_or_default();
-    let extra = (fc.instance_minutes / sev.instance_minutes.max(1.0) - 1.0) * 100.0;
     writeln!(md, "\n## Acceptance\n")?;
     let check = |ok: bool| if ok { "met" } else { "NOT met" };
     writeln!(md, "Synthetic, reported seeds (a CI test, `synth_report::tests::acceptance_lines_hold_on_a_small_run`, \
@@ -365,17 +184,10 @@ fn run(out: &Path, nab_dir: Option<&Path>) -> Result<(), Box<dyn std::error::Err
     for (line, ok) in synth_report::acceptance(&synth_res) {
         writeln!(md, "- {line} ({}).", check(ok))?;
     }
-    writeln!(
-        md,
-        "\nScaling (the simulated re-armed policy above, not the shipped behaviour):\n"
-    )?;
-    writeln!(md, "- Forecast sizing reduces under-provisioned minutes vs the severity step: {:.0} → {:.0} ({}).",
-        sev.under_minutes, fc.under_minutes, check(fc.under_minutes < sev.under_minutes))?;
-    writeln!(
-        md,
-        "- … with at most 10 % extra instance-minutes: {extra:+.1} % ({}).",
-        check(extra <= 10.0)
-    )?;
+    writeln!(md, "\nScaling, the shipped closed loop on the reported seeds (the aim: fewer under-provisioned minutes than target tracking at no more than +10 % instance-minutes):\n")?;
+    for (line, ok) in scale_report::acceptance(&scaling) {
+        writeln!(md, "- {line} ({}).", check(ok))?;
+    }
     let worst = latency.iter().map(|l| l.p99).fold(0.0, f64::max);
     writeln!(md, "\nLatency (this run, this machine):\n")?;
     writeln!(
@@ -389,7 +201,7 @@ fn run(out: &Path, nab_dir: Option<&Path>) -> Result<(), Box<dyn std::error::Err
         writeln!(md, "- `gate-{scenario}.png`: week 6 (the week clocks go forward) of reported seed {} — metric, gate baseline and band edge, the tuned static threshold, incidents, and the gate's decision on each of that alarm's alarms.", synth_cfg.seeds.start)?;
     }
     for scenario in traces::LOAD_SCENARIOS {
-        writeln!(md, "- `scaling-{scenario}.png`: three days (Mon–Wed of week 6, seed 0) — instances needed and in service per policy; crosses mark forecast fallbacks.")?;
+        writeln!(md, "- `scaling-{scenario}.png`: three days (Mon–Wed of week 6, seed 0) — instances needed and in service per policy; crosses mark forecast fallbacks of the shipped policy.")?;
     }
     if !fonts {
         writeln!(
