@@ -24,8 +24,6 @@ pub const IN_THRESHOLD: f64 = 30.0;
 pub const TARGET: f64 = 70.0;
 /// Utilisation above which a minute counts as under-provisioned.
 pub const HOT: f64 = 80.0;
-/// The step limit of the severity-step tests (scale-group's code default).
-pub const MAX_STEP: u32 = 4;
 pub const MIN_SIZE: u32 = 2;
 pub const MAX_SIZE: u32 = 80;
 pub const LAUNCH_STEPS: usize = 2;
@@ -598,6 +596,9 @@ pub const EVENTS_CSV_HEADER: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// scale-group's code default step limit.
+    const MAX_STEP: u32 = 4;
 
     #[test]
     fn severity_target_table() {
