@@ -17,7 +17,7 @@ use selfheal_aws::aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
 use selfheal_aws::cloudwatch::CloudWatchHistory;
 use selfheal_aws::cloudwatch_alarms::CloudWatchAlarms;
 use selfheal_core::ports::groups::{async_trait, GroupFacts, Groups};
-use selfheal_core::{parse_alarms, AuditRecord, AwsError, Outcome};
+use selfheal_core::{parse_alarms, AuditRecord, AwsError, Heal, Outcome};
 use selfheal_core::{Function, HandlerError, Invocation};
 use serde_json::{json, Value};
 
@@ -84,6 +84,7 @@ impl World {
             groups,
             alarms: Arc::new(CloudWatchAlarms(self.cloudwatch())),
             history: Arc::new(CloudWatchHistory::new(&self.sdk)),
+            follow_ups: None,
             settings,
         }
     }
@@ -1128,4 +1129,185 @@ async fn one_resize_costs_these_calls_in_this_order() {
     let ledger: Vec<&String> = ops[..set].iter().filter(|o| o.contains("Item")).collect();
     assert!(!ledger.is_empty(), "{ops:?}");
     eprintln!("AWS calls for one resize, in order: {ops:?}");
+}
+
+/// The function's ARN the follow-ups target (the emulator invokes nothing).
+const SELF_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:scale-group";
+
+/// Deps whose resizes are followed up in `schedules`, with no cooldown (so a follow-up may
+/// step at once) and the severity step (no load history in the emulator).
+fn followed(w: &World, schedules: &Schedules, extra: &[(&str, &str)]) -> Deps {
+    let mut env = vec![
+        ("SELFHEAL_COOLDOWN_SECONDS", "0"),
+        ("SELFHEAL_SCALE_SIZING", "severity"),
+    ];
+    env.extend_from_slice(extra);
+    let mut d = w.deps(&env);
+    d.follow_ups = Some(schedules.follow_ups(SELF_ARN));
+    d
+}
+
+fn set_alarm(w: &World, name: &str, state: StateValue) -> impl std::future::Future<Output = ()> {
+    let cw = w.cloudwatch();
+    let name = name.to_string();
+    async move {
+        cw.set_alarm_state()
+            .alarm_name(name)
+            .state_value(state)
+            .state_reason("selfheal test")
+            .send()
+            .await
+            .expect("set alarm state");
+    }
+}
+
+#[tokio::test]
+async fn a_surge_that_outlasts_the_first_step_is_followed_up_until_healed() {
+    let w = World::new().await;
+    let schedules = Schedules::new(&w.sdk).await;
+    let deps = followed(&w, &schedules, &[]);
+    let g = w.group(1, 10, 2, true).await;
+    let (ev, alarm) = w.alarm_event("scale-group-eventbridge.json", &g).await;
+    let first = run_one(&deps, ev).await;
+    assert_eq!(first.decision, Outcome::Acted, "{first:?}");
+    let after_first = w.desired(&g).await;
+    assert!(after_first > 2, "{first:?}");
+
+    // One one-time schedule, as Scheduler needs it: at(...) in UTC, no flexible window,
+    // deleted after it ran, invoking the function itself with the follow-up as its input.
+    let names = schedules.names().await;
+    assert_eq!(names.len(), 1, "{names:?}");
+    let s = schedules.get(&names[0]).await;
+    assert!(
+        s.schedule_expression()
+            .is_some_and(|e| e.starts_with("at(20")),
+        "{s:?}"
+    );
+    assert_eq!(s.schedule_expression_timezone(), Some("UTC"));
+    assert_eq!(
+        s.flexible_time_window().map(|f| f.mode().as_str()),
+        Some("OFF")
+    );
+    assert_eq!(
+        s.action_after_completion().map(|a| a.as_str()),
+        Some("DELETE")
+    );
+    let target = s.target().expect("target");
+    assert_eq!(
+        (target.arn(), target.role_arn()),
+        (SELF_ARN, SCHEDULER_ROLE_ARN)
+    );
+    let verify = schedules.only_event().await;
+    assert_eq!(
+        verify["selfheal-verify"]["action_id"],
+        first.action_id.clone().expect("action id").as_str()
+    );
+
+    // The surge outlasts the first step: the verification takes the next bounded step.
+    let second = run_one(&deps, verify).await;
+    assert_eq!(second.decision, Outcome::Acted, "{second:?}");
+    assert_eq!(second.outcome, Some(Heal::NotHealed));
+    assert_eq!(second.episode_id, first.episode_id);
+    let after_second = w.desired(&g).await;
+    assert!(
+        after_second > after_first,
+        "{after_first} -> {after_second}"
+    );
+    assert_eq!(capacities_set(&g).len(), 2);
+    // The first schedule is gone (Scheduler deletes it after it ran; so does the handler).
+    let names_now = schedules.names().await;
+    assert_eq!(names_now.len(), 1, "{names_now:?}");
+    assert_ne!(names_now, names);
+
+    // The alarm clears: the next verification finds it healed and schedules nothing more.
+    set_alarm(&w, &alarm, StateValue::Ok).await;
+    let healed = run_one(&deps, schedules.only_event().await).await;
+    assert_eq!(
+        (healed.outcome, healed.code.as_str()),
+        (Some(Heal::Healed), "healed"),
+        "{healed:?}"
+    );
+    assert_eq!(healed.episode_id, first.episode_id);
+    assert!(healed.time_to_heal_ms.is_some());
+    assert_eq!(w.desired(&g).await, after_second);
+    assert!(schedules.names().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_follow_up_at_the_groups_bound_escalates_once() {
+    let w = World::new().await;
+    let schedules = Schedules::new(&w.sdk).await;
+    let deps = followed(&w, &schedules, &[]);
+    let g = w.group(1, 3, 2, true).await;
+    let (ev, _) = w.alarm_event("scale-group-eventbridge.json", &g).await;
+    run_one(&deps, ev).await;
+    assert_eq!(w.desired(&g).await, 3);
+    w.inbox.drain().await;
+    let rec = run_one(&deps, schedules.only_event().await).await;
+    assert_eq!(
+        (rec.outcome, rec.code.as_str()),
+        (Some(Heal::Escalated), "at-bound"),
+        "{rec:?}"
+    );
+    assert_eq!(w.desired(&g).await, 3);
+    assert!(schedules.names().await.is_empty(), "nothing more scheduled");
+    let notices = w.inbox.drain().await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].0.contains("ESCALATION for"), "{notices:?}");
+    assert_eq!(notices[0].1["outcome"], "escalated");
+}
+
+#[tokio::test]
+async fn a_failed_schedule_creation_still_resizes_and_is_audited_and_notified() {
+    let w = World::new().await;
+    let schedules = Schedules::new(&w.sdk).await;
+    let mut deps = followed(&w, &schedules, &[]);
+    // A group that does not exist: CreateSchedule fails.
+    let missing = Schedules {
+        group: unique("no-such-group"),
+        ..schedules
+    };
+    deps.follow_ups = Some(missing.follow_ups(SELF_ARN));
+    let g = w.group(1, 10, 2, true).await;
+    let (ev, _) = w.alarm_event("scale-group-eventbridge.json", &g).await;
+    let recs = run(&deps, ev).await.expect("handled");
+    assert!(
+        w.desired(&g).await > 2,
+        "the action is not blocked: {recs:?}"
+    );
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_eq!(recs[0].decision, Outcome::Acted);
+    assert_eq!(recs[0].details["follow_up"]["status"], "failed");
+    assert_eq!(
+        (recs[1].decision, recs[1].code.as_str()),
+        (Outcome::Failed, "follow-up-failed")
+    );
+    let subjects: Vec<String> = w.inbox.drain().await.into_iter().map(|(s, _)| s).collect();
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert!(subjects[1].contains("FAILED on"), "{subjects:?}");
+}
+
+#[tokio::test]
+async fn a_verification_for_an_action_the_ledger_does_not_know_is_refused() {
+    let w = World::new().await;
+    let schedules = Schedules::new(&w.sdk).await;
+    let deps = followed(&w, &schedules, &[]);
+    let g = w.group(1, 10, 2, true).await;
+    let (ev, _) = w.alarm_event("scale-group-eventbridge.json", &g).await;
+    run_one(&deps, ev).await;
+    let desired = w.desired(&g).await;
+    let mut forged = schedules.only_event().await;
+    forged["selfheal-verify"]["action_id"] = json!("act-0123456789abcdef");
+    w.inbox.drain().await;
+    let rec = run_one(&deps, forged).await;
+    assert_eq!(
+        (rec.decision, rec.code.as_str()),
+        (Outcome::Failed, "unknown-action"),
+        "{rec:?}"
+    );
+    assert_eq!(w.desired(&g).await, desired, "never acted on");
+    assert_eq!(capacities_set(&g).len(), 1);
+    let notices = w.inbox.drain().await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0].1["code"], "unknown-action");
 }

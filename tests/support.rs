@@ -263,3 +263,84 @@ pub fn recorded_requests(needles: &[&str]) -> Vec<Value> {
         })
         .collect()
 }
+
+/// A schedule group of its own in the emulator, for the follow-ups of one test. The emulator
+/// stores schedules but never fires them: a test reads a schedule back and invokes the handler
+/// with exactly its target's input.
+pub struct Schedules {
+    pub group: String,
+    pub client: selfheal_aws::aws_sdk_scheduler::Client,
+}
+
+/// The role and function ARNs a test's schedules name (the emulator invokes nothing).
+pub const SCHEDULER_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/selfheal-scheduler";
+
+impl Schedules {
+    pub async fn new(sdk: &SdkConfig) -> Self {
+        let client = selfheal_aws::aws_sdk_scheduler::Client::new(sdk);
+        let group = unique("followups");
+        client
+            .create_schedule_group()
+            .name(&group)
+            .send()
+            .await
+            .expect("create schedule group");
+        Self { group, client }
+    }
+
+    /// Settings for a function's follow-ups into this group, targeting `function_arn`.
+    pub fn settings(&self, function_arn: &str) -> selfheal_core::episode::SchedulerSettings {
+        selfheal_core::episode::SchedulerSettings {
+            group: self.group.clone(),
+            role_arn: SCHEDULER_ROLE_ARN.into(),
+            target_arn: Some(function_arn.into()),
+        }
+    }
+
+    pub fn follow_ups(
+        &self,
+        function_arn: &str,
+    ) -> std::sync::Arc<dyn selfheal_core::ports::scheduler::FollowUps> {
+        std::sync::Arc::new(selfheal_aws::scheduler::SchedulerFollowUps::new(
+            self.client.clone(),
+            self.settings(function_arn),
+        ))
+    }
+
+    /// The names of the schedules in the group now.
+    pub async fn names(&self) -> Vec<String> {
+        self.client
+            .list_schedules()
+            .group_name(&self.group)
+            .send()
+            .await
+            .expect("list schedules")
+            .schedules()
+            .iter()
+            .filter_map(|s| s.name().map(str::to_string))
+            .collect()
+    }
+
+    /// One schedule as stored.
+    pub async fn get(
+        &self,
+        name: &str,
+    ) -> selfheal_aws::aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput {
+        self.client
+            .get_schedule()
+            .group_name(&self.group)
+            .name(name)
+            .send()
+            .await
+            .expect("get schedule")
+    }
+
+    /// The only schedule in the group, as the event Scheduler would deliver: its target's input.
+    pub async fn only_event(&self) -> Value {
+        let names = self.names().await;
+        assert_eq!(names.len(), 1, "{names:?}");
+        let s = self.get(&names[0]).await;
+        let input = s.target().and_then(|t| t.input()).expect("target input");
+        serde_json::from_str(input).expect("the input is JSON")
+    }
+}

@@ -8,6 +8,12 @@
 //! `DescribeAutoScalingGroups → DescribeScalingActivities ‖ DescribeAlarms`, `GetMetricData`
 //! (forecast sizing), the ledger, `DescribeAutoScalingGroups → DescribeScalingActivities ‖
 //! DescribeAlarms`, `SetDesiredCapacity`, then the read-back.
+//!
+//! Closed loop ([`follow_up`]): a resize records its action and schedules its verification
+//! (after the cooldown); the verification re-reads the alarm and, while it is still in ALARM,
+//! decides again exactly as for a fresh alarm and takes the next bounded step, until the alarm
+//! clears (healed), the group is at its bound or a guardrail refuses (escalated, a person is
+//! told), or the episode's follow-ups run out.
 
 use std::sync::Arc;
 
@@ -15,14 +21,18 @@ use chrono::Utc;
 use serde_json::Value;
 
 use selfheal_core::anomaly::Point;
+use selfheal_core::episode::{verification_in, VERIFY_KEY};
 use selfheal_core::forecast::forecast_capacity;
 use selfheal_core::ports::alarms::{check_still_alarming, Alarms};
 use selfheal_core::ports::groups::{GroupFacts, Groups};
 use selfheal_core::ports::metrics::{MetricHistory, MetricQuery, Window};
+use selfheal_core::ports::scheduler::FollowUps;
 use selfheal_core::{
-    Alarm, AuditBuilder, AuditRecord, Common, Decision, Function, Guarded, HandlerError,
+    Alarm, AuditBuilder, AuditRecord, Common, Decision, Function, Guarded, HandlerError, Heal,
     Invocation, Response, SkipCode, SkipReason, Target,
 };
+
+use follow_up::Episode;
 
 use crate::decide::{capacity_exhausted, decide, recheck, Resize};
 use crate::load::{forecast_settings, history_window, load_query};
@@ -38,6 +48,9 @@ pub struct Deps {
     pub alarms: Arc<dyn Alarms>,
     /// The group's load history, for forecast sizing.
     pub history: Arc<dyn MetricHistory>,
+    /// Where each resize's verification is scheduled (`None`: no scheduler configured; the
+    /// action is then audited as not followed up).
+    pub follow_ups: Option<Arc<dyn FollowUps>>,
     pub settings: Settings,
 }
 
@@ -46,33 +59,50 @@ type Obtained = (ForecastInput, usize, Option<String>);
 
 impl Function for Deps {
     async fn handle(&self, event: Value, inv: Invocation) -> Result<Response, HandlerError> {
+        if let Some(verify) = verification_in(&event) {
+            return match verify {
+                Ok(v) => Ok(Response::from_audits(self.verify(&v, &inv).await?)),
+                Err(why) => Err(self.common.reject(&inv, VERIFY_KEY, why).await),
+            };
+        }
         let mut audits = Vec::new();
+        let episode = Episode::fresh(&event);
         for alarm in self.common.alarms_or_reject(&event, &inv).await? {
-            audits.push(self.handle_alarm(&alarm, &inv).await?);
+            audits.extend(self.handle_alarm(&alarm, &inv, &episode).await?);
         }
         Ok(Response::from_audits(audits))
     }
 }
 
 impl Deps {
+    /// The alarm's record, and a failure record when its follow-up could not be scheduled.
     async fn handle_alarm(
         &self,
         alarm: &Alarm,
         inv: &Invocation,
+        episode: &Episode<'_>,
+    ) -> Result<Vec<AuditRecord>, HandlerError> {
+        let rec = self.decide_and_act(alarm, inv, episode).await?;
+        let failure = self.follow_up_failure(&rec, inv).await;
+        Ok(std::iter::once(rec).chain(failure).collect())
+    }
+
+    async fn decide_and_act(
+        &self,
+        alarm: &Alarm,
+        inv: &Invocation,
+        episode: &Episode<'_>,
     ) -> Result<AuditRecord, HandlerError> {
         let c = &self.common;
-        let details = alarm.audit_details();
         let request = match request(alarm, &self.settings, Utc::now()) {
             Ok(r) => r,
             Err(reason) => {
-                let audit = c.audit_for(inv, alarm.shape.as_str(), &alarm.name);
-                let audit = escalated_if_needed(audit.details(details), &reason);
-                return Ok(c.record(audit.skipped(&reason)).await);
+                let audit = episode.audit(c, inv, alarm, &alarm.name);
+                let audit = escalated_if_needed(audit, &reason);
+                return Ok(self.finish(audit.skipped(&reason), episode).await);
             }
         };
-        let audit = c
-            .audit_for(inv, alarm.shape.as_str(), &request.group)
-            .details(details);
+        let audit = episode.audit(c, inv, alarm, &request.group);
         // Independent reads, so they go out together: the slower one sets the pace.
         let (facts, current) = tokio::join!(
             self.groups.facts(&request.group),
@@ -97,7 +127,7 @@ impl Deps {
             Ok(p) => p,
             Err(reason) => {
                 let audit = escalated_if_needed(audit, &reason);
-                return Ok(c.record(audit.skipped(&reason)).await);
+                return Ok(self.finish(audit.skipped(&reason), episode).await);
             }
         };
         let audit = audit.detail("plan", &plan);
@@ -108,7 +138,7 @@ impl Deps {
                     SkipCode::TargetNotFound,
                     format!("Auto Scaling group {} does not exist", plan.group),
                 );
-                return Ok(c.record(audit.skipped(&reason)).await);
+                return Ok(self.finish(audit.skipped(&reason), episode).await);
             }
             Err(e) => {
                 return c
@@ -133,11 +163,15 @@ impl Deps {
                 } else {
                     audit
                 };
-                Ok(c.record(audit.skipped(&reason)).await)
+                Ok(self.finish(audit.skipped(&reason), episode).await)
             }
             Decision::Act { action, reason } => {
-                self.resize(audit, &alarm.name, &facts, action, reason)
-                    .await
+                let acting = Acting {
+                    alarm,
+                    inv,
+                    episode,
+                };
+                self.resize(audit, &acting, &facts, action, reason).await
             }
         }
     }
@@ -240,28 +274,36 @@ impl Deps {
     async fn resize(
         &self,
         audit: AuditBuilder,
-        alarm: &str,
+        acting: &Acting<'_>,
         facts: &GroupFacts,
         action: Resize,
         reason: String,
     ) -> Result<AuditRecord, HandlerError> {
+        let alarm = &acting.alarm.name;
         let audit = audit
             .detail("desired_requested", action.to)
             .detail("clamped_at", action.clamped_at);
+        let follow_up = acting.episode.verifying.is_some();
         let guarded = Guarded {
             target: Target {
                 id: &action.group,
                 tags: tags(facts),
             },
             would: reason.clone(),
-            escalate_refusal: false,
+            // A guardrail that refuses a follow-up's step ends the episode: a person is told.
+            escalate_refusal: follow_up,
+        };
+        let audit = if follow_up {
+            audit.heal(Heal::Escalated, None)
+        } else {
+            audit
         };
         let acted = self
             .common
             .act_guarded(audit, guarded, |audit| async {
                 let audit = match self.still_as_planned(audit, alarm, &action).await {
                     Ok(audit) => audit,
-                    Err(record) => return record,
+                    Err(record) => return self.classify(record, acting.episode).await,
                 };
                 if let Err(e) = self.groups.set_desired(&action.group, action.to).await {
                     // Not `action_failed`: the reservation stands and no retry is asked for.
@@ -272,7 +314,10 @@ impl Deps {
                         .detail("retryable", e.retryable)
                         .failed("scale-failed", e.to_string());
                 }
-                self.read_back(audit, &action).await.acted(reason)
+                let audit = self.read_back(audit, &action).await;
+                self.followed_up(audit, acting, &action.group)
+                    .await
+                    .acted(reason)
             })
             .await;
         acted.or_else(|failed| failed.into_handler_result())
@@ -343,6 +388,13 @@ impl Deps {
     }
 }
 
+/// What a resize needs to know to be followed up: the alarm, the invocation, the episode.
+struct Acting<'a> {
+    alarm: &'a Alarm,
+    inv: &'a Invocation,
+    episode: &'a Episode<'a>,
+}
+
 /// Marks a refusal a person must hear about (the record is then notified).
 fn escalated_if_needed(audit: AuditBuilder, reason: &SkipReason) -> AuditBuilder {
     if needs_a_person(reason) {
@@ -357,5 +409,6 @@ fn tags(facts: &GroupFacts) -> impl Iterator<Item = (&str, &str)> {
     facts.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))
 }
 
+mod follow_up;
 #[cfg(test)]
 mod tests;

@@ -21,6 +21,13 @@ pub const DEFAULT_MAX_EVENT_AGE: Duration = Duration::from_secs(3600);
 /// How long the load history may take: scaling must not wait on CloudWatch.
 pub const HISTORY_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Default cap on verifications per episode (`SELFHEAL_SCALE_MAX_FOLLOW_UPS`): then a person.
+pub const DEFAULT_MAX_FOLLOW_UPS: u32 = 12;
+
+/// How long after the cooldown a follow-up comes by default, so that the cooldown guardrail
+/// admits the next step.
+pub const FOLLOW_UP_MARGIN: Duration = Duration::from_secs(30);
+
 /// How the size of a change is chosen (`SELFHEAL_SCALE_SIZING`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -100,6 +107,13 @@ pub struct Settings {
     /// `SELFHEAL_MAX_EVENT_AGE_SECONDS`: an alarm event whose state change is older than this
     /// is not acted on (default 3600; at least 1): the group it describes may have moved on.
     pub max_event_age: Duration,
+    /// `SELFHEAL_SCALE_VERIFY_AFTER_SECONDS`: how long after a resize its verification comes
+    /// (`None`, the default: the cooldown plus [`FOLLOW_UP_MARGIN`]). Never sooner than the
+    /// cooldown plus 5 s: a follow-up the cooldown refuses could not take the next step.
+    pub verify_after: Option<Duration>,
+    /// `SELFHEAL_SCALE_MAX_FOLLOW_UPS`: verifications per episode before a person is told
+    /// (default 12, at least 1).
+    pub max_follow_ups: u32,
     /// How long the load history may take (not an env var: [`HISTORY_FETCH_TIMEOUT`]; tests
     /// shorten it).
     pub history_timeout: Duration,
@@ -114,6 +128,8 @@ impl Default for Settings {
             sizing: SizingMode::Forecast,
             target_utilisation: DEFAULT_TARGET_UTILISATION,
             max_event_age: DEFAULT_MAX_EVENT_AGE,
+            verify_after: None,
+            max_follow_ups: DEFAULT_MAX_FOLLOW_UPS,
             history_timeout: HISTORY_FETCH_TIMEOUT,
         }
     }
@@ -133,6 +149,8 @@ impl Settings {
             sizing: sizing(&get)?,
             target_utilisation: target_utilisation(&get)?,
             max_event_age: max_event_age(&get)?,
+            verify_after: verify_after(&get)?,
+            max_follow_ups: max_follow_ups(&get)?,
             history_timeout: HISTORY_FETCH_TIMEOUT,
         })
     }
@@ -180,6 +198,41 @@ fn max_event_age(get: &impl Fn(&str) -> Option<String>) -> Result<Duration, Conf
                 .map(Duration::from_secs)
         },
     )
+}
+
+fn verify_after(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Duration>, ConfigError> {
+    parsed(
+        get,
+        "SELFHEAL_SCALE_VERIFY_AFTER_SECONDS",
+        None,
+        "a whole number of seconds",
+        |v| {
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .map(|n| Some(Duration::from_secs(n)))
+        },
+    )
+}
+
+fn max_follow_ups(get: &impl Fn(&str) -> Option<String>) -> Result<u32, ConfigError> {
+    parsed(
+        get,
+        "SELFHEAL_SCALE_MAX_FOLLOW_UPS",
+        DEFAULT_MAX_FOLLOW_UPS,
+        "a whole number of verifications, at least 1",
+        |v| v.trim().parse::<u32>().ok().filter(|n| *n > 0),
+    )
+}
+
+impl Settings {
+    /// When a resize's verification comes, given the guardrails' cooldown.
+    pub fn verify_after(&self, cooldown: Duration) -> Duration {
+        let floor = cooldown + Duration::from_secs(5);
+        self.verify_after
+            .unwrap_or(cooldown + FOLLOW_UP_MARGIN)
+            .max(floor)
+    }
 }
 
 fn groups(get: &impl Fn(&str) -> Option<String>) -> Result<BTreeMap<String, String>, ConfigError> {
@@ -260,6 +313,28 @@ fn pairs(v: &str) -> impl Iterator<Item = Option<(&str, &str)>> {
 mod tests {
     use super::*;
     use crate::test_support::settings;
+
+    #[test]
+    fn follow_ups_come_after_the_cooldown_and_are_capped() {
+        let cooldown = Duration::from_secs(900);
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.verify_after(cooldown), Duration::from_secs(930));
+        assert_eq!(s.max_follow_ups, 12);
+        let s = settings(&[
+            ("SELFHEAL_SCALE_VERIFY_AFTER_SECONDS", "60"),
+            ("SELFHEAL_SCALE_MAX_FOLLOW_UPS", "3"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.verify_after(cooldown),
+            Duration::from_secs(905),
+            "never inside the cooldown"
+        );
+        assert_eq!(s.verify_after(Duration::ZERO), Duration::from_secs(60));
+        assert_eq!(s.max_follow_ups, 3);
+        assert!(settings(&[("SELFHEAL_SCALE_MAX_FOLLOW_UPS", "0")]).is_err());
+        assert!(settings(&[("SELFHEAL_SCALE_VERIFY_AFTER_SECONDS", "soon")]).is_err());
+    }
 
     #[test]
     fn settings_defaults_and_errors() {

@@ -20,9 +20,11 @@ use crate::settings::Settings;
 use crate::test_support::{alarm_now, group};
 use crate::FUNCTION;
 
-struct FakeGroups {
-    group: Mutex<GroupFacts>,
-    set: Mutex<Vec<u32>>,
+mod follow_up;
+
+pub(super) struct FakeGroups {
+    pub(super) group: Mutex<GroupFacts>,
+    pub(super) set: Mutex<Vec<u32>>,
     reads: AtomicUsize,
     /// Someone else sets the desired capacity to this right after the first read.
     moved_after_first_read: Mutex<Option<u32>>,
@@ -80,7 +82,7 @@ fn noise(i: i64) -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn deps(
+pub(super) fn deps(
     answer: HistoryAnswer,
     env: &[(&str, &str)],
     min: u32,
@@ -112,6 +114,7 @@ fn deps(
         groups: groups.clone(),
         alarms: Arc::new(alarms),
         history: history.clone(),
+        follow_ups: None,
         settings,
     };
     (d, groups, history)
@@ -119,7 +122,7 @@ fn deps(
 
 /// The test alarm on group `g`, stamped now: CPU 72 against 60 (the severity step adds 1 to
 /// 2), fired above its threshold for `out`, below it for `in`.
-fn event(direction: &str, points: &[f64]) -> Value {
+pub(super) fn event(direction: &str, points: &[f64]) -> Value {
     let rd = json!({"threshold": 60.0, "recentDatapoints": points}).to_string();
     let (reason, comparison) = if direction == "in" {
         (
