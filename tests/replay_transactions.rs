@@ -402,6 +402,12 @@ fn event(arn: &str, recs: &[Rec]) -> Value {
     json!({ "Records": records })
 }
 
+/// The ledger key of a valid transaction (see `plan::ledger_key`): a record without a
+/// `replay-lineage` attribute starts a lineage named by its message id.
+fn tx_key(lineage: &str, count: u32, tx: &str) -> String {
+    format!("{FUNCTION}#idem#tx#{lineage}#{count}#{tx}")
+}
+
 fn inv() -> Invocation {
     Invocation::local(Duration::from_secs(60))
 }
@@ -502,11 +508,11 @@ async fn sample_batch_replays_valid_and_parks_poison() {
     assert!(p["_key"].as_str().unwrap().starts_with("dlq/poison/"));
 
     for key in [
-        "replay-transactions#idem#tx#0#tx-1001",
-        "replay-transactions#idem#tx#1#tx-1003",
-        "replay-transactions#idem#msg#9a6c3b7e-0d2f-4c1a-bb51-3f0e8a9d2c11",
+        tx_key("2e1424d4-f796-459a-8184-9c92662be6da", 0, "tx-1001"),
+        tx_key("c7d1e2f3-1111-4a2b-9c3d-5e6f7a8b9c0d", 1, "tx-1003"),
+        "replay-transactions#idem#msg#9a6c3b7e-0d2f-4c1a-bb51-3f0e8a9d2c11".to_string(),
     ] {
-        assert_eq!(w.ledger_state(key).await.as_deref(), Some("done"), "{key}");
+        assert_eq!(w.ledger_state(&key).await.as_deref(), Some("done"), "{key}");
     }
     let notices = w.inbox.drain().await;
     assert_eq!(notices.len(), 1, "only the park is notified: {notices:?}");
@@ -569,10 +575,8 @@ async fn already_applied_transactions_are_skipped() {
     let w = World::new(false).await;
     let deps = w.deps(&[]);
     w.mark_applied(&["tx-applied".to_string()]).await;
-    let ev = event(
-        DLQ_ARN,
-        &[rec(tx_body("tx-applied", 5)), rec(tx_body("tx-new", 5))],
-    );
+    let recs = [rec(tx_body("tx-applied", 5)), rec(tx_body("tx-new", 5))];
+    let ev = event(DLQ_ARN, &recs);
     let (failed, audits) = run(&deps, &ev).await;
     assert!(failed.is_empty(), "{audits:?}");
     assert_eq!(codes(&audits), vec!["already-done", "acted"]);
@@ -584,8 +588,7 @@ async fn already_applied_transactions_are_skipped() {
     );
     assert!(w.parked().await.is_empty());
     assert_eq!(
-        w.ledger_state("replay-transactions#idem#tx#0#tx-applied")
-            .await,
+        w.ledger_state(&tx_key(&recs[0].id, 0, "tx-applied")).await,
         None,
         "a skip claims nothing"
     );
@@ -651,23 +654,37 @@ async fn duplicate_deliveries_replay_once() {
         acted, 5,
         "each transaction replayed by exactly one invocation"
     );
-    // The same transaction twice in one batch (a producer duplicate) is also replayed once.
-    let twin = rec(tx_body("tx-twin", 5));
-    let twin2 = Rec {
+    // Two copies of one replay (sent twice: its answer was lost) that both failed again:
+    // distinct messages, same lineage and count, replayed once.
+    let twin = |count: Option<u32>| Rec {
         id: unique("msg"),
-        body: twin.body.clone(),
-        count: None,
+        body: tx_body("tx-twin", 5),
+        count,
         group: None,
         sent_ms: None,
     };
-    let (failed, audits) = run(&deps, &event(DLQ_ARN, &[twin, twin2])).await;
+    let mut ev = event(DLQ_ARN, &[twin(Some(1)), twin(Some(1))]);
+    for r in ev["Records"].as_array_mut().unwrap() {
+        r["messageAttributes"]["replay-lineage"] =
+            json!({"stringValue": "lineage-of-tx-twin", "dataType": "String"});
+    }
+    let (failed, audits) = run(&deps, &ev).await;
     assert!(failed.is_empty());
     assert_eq!(codes(&audits), vec!["acted", "already-done"]);
+    // Two messages a producer sent for one transaction are two lineages (the price of issue
+    // 12 item 1: a re-send by hand looks the same): each is replayed once, and the consumer's
+    // idempotency-key check is what keeps them from crediting twice.
+    let (failed, audits) = run(&deps, &event(DLQ_ARN, &[twin(None), twin(None)])).await;
+    assert!(failed.is_empty());
+    assert_eq!(codes(&audits), vec!["acted", "acted"]);
     let mut txs: Vec<String> = w.replays().await.iter().map(Received::tx).collect();
     txs.sort();
     assert_eq!(
         txs,
-        vec!["tx-dup-0", "tx-dup-1", "tx-dup-2", "tx-dup-3", "tx-dup-4", "tx-twin"]
+        vec![
+            "tx-dup-0", "tx-dup-1", "tx-dup-2", "tx-dup-3", "tx-dup-4", "tx-twin", "tx-twin",
+            "tx-twin"
+        ]
     );
 }
 
@@ -685,7 +702,14 @@ async fn fifo_keeps_groups_uses_dedup_ids_and_sends_no_delay() {
     assert_eq!(by_tx["tx-2003"].group.as_deref(), Some("m-77"));
     assert_eq!(
         by_tx["tx-2001"].dedup.as_deref(),
-        Some(replay_transactions::plan::deduplication_id("tx-2001", 1).as_str())
+        Some(
+            replay_transactions::plan::deduplication_id(
+                "tx-2001",
+                1,
+                "0b9f5f0e-2222-4c55-8e21-7a1f0c3d4e5f"
+            )
+            .as_str()
+        )
     );
     let name = w.processing.rsplit('/').next().unwrap().to_string();
     assert_eq!(recorded_requests(&["SendMessageBatch", &name]).len(), 1);
@@ -717,7 +741,7 @@ async fn fifo_group_waits_behind_its_failed_record() {
     let ledger = selfheal_aws::dynamodb::DynamoIdempotency::new(w.ddb.clone(), &w.ledger);
     let now = chrono::Utc::now().timestamp();
     let claim = Claim {
-        key: "replay-transactions#idem#tx#0#tx-a1".into(),
+        key: tx_key(&recs[0].id, 0, "tx-a1"),
         owner: "someone-else".into(),
         lease_until: now + 600,
         expires_at: now + 3600,
@@ -794,10 +818,7 @@ async fn partial_failure_reports_exactly_the_failed_records() {
     );
     assert_eq!(audits[2].code, "replay-failed");
     // Their claims were released: a redelivery replays them at once.
-    assert_eq!(
-        w.ledger_state("replay-transactions#idem#tx#0#tx-p2").await,
-        None
-    );
+    assert_eq!(w.ledger_state(&tx_key(&recs[2].id, 0, "tx-p2")).await, None);
     fail.heal();
     let (failed, again) = run(&deps, &ev).await;
     assert!(failed.is_empty(), "{again:?}");
@@ -844,8 +865,8 @@ async fn access_denied_on_send_parks_nothing_and_notifies_once() {
         "nothing parked as unreplayable"
     );
     assert!(w.replays().await.is_empty());
-    for i in 0..4 {
-        let key = format!("replay-transactions#idem#tx#0#tx-den{i}");
+    for (i, r) in recs.iter().enumerate() {
+        let key = tx_key(&r.id, 0, &format!("tx-den{i}"));
         assert_eq!(w.ledger_state(&key).await, None, "claim released: {key}");
     }
     let notices = w.inbox.drain().await;
@@ -898,7 +919,7 @@ async fn a_record_failing_until_near_retention_is_parked_before_it_expires() {
         .unwrap()
         .starts_with("dlq/expiring/"));
     assert_eq!(
-        w.ledger_state("replay-transactions#idem#tx#0#tx-old")
+        w.ledger_state(&tx_key(&recs[0].id, 0, "tx-old"))
             .await
             .as_deref(),
         Some("done")
@@ -960,10 +981,7 @@ async fn kill_switch_dry_run_and_opt_in_change_nothing() {
     assert!(w.replays().await.is_empty());
     assert!(receive_all(&w.sqs, &untagged).await.is_empty());
     assert!(w.parked().await.is_empty());
-    assert_eq!(
-        w.ledger_state("replay-transactions#idem#tx#1#tx-k").await,
-        None
-    );
+    assert_eq!(w.ledger_state(&tx_key(&recs[0].id, 1, "tx-k")).await, None);
 }
 
 #[tokio::test]
@@ -1763,9 +1781,135 @@ async fn nothing_is_sent_too_close_to_the_deadline() {
     assert!(w.replays().await.is_empty());
     assert!(w.parked().await.is_empty());
     assert_eq!(
-        w.ledger_state("replay-transactions#idem#tx#0#tx-late")
-            .await,
+        w.ledger_state(&tx_key(&recs[0].id, 0, "tx-late")).await,
         None,
         "the claim was given back"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 12 item 1: a transaction re-sent by hand after it was parked.
+
+/// Receives (and deletes) everything on `url`, as SDK messages: the consumer "failing" them,
+/// so that they can be handed to the handler as dead-lettered records (SQS keeps a message's
+/// id when its redrive policy moves it to the dead-letter queue).
+async fn take_all(
+    sqs: &selfheal_aws::aws_sdk_sqs::Client,
+    url: &str,
+) -> Vec<selfheal_aws::aws_sdk_sqs::types::Message> {
+    let mut out = Vec::new();
+    loop {
+        let msgs = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(600)
+            .wait_time_seconds(0)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default();
+        if msgs.is_empty() {
+            return out;
+        }
+        for m in &msgs {
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .expect("delete");
+        }
+        out.extend(msgs);
+    }
+}
+
+/// Sends `body` with message attributes in the Lambda event's shape (as a parked document
+/// holds them) to `url`, as a person replaying a parked document by hand would.
+async fn send_by_hand(
+    sqs: &selfheal_aws::aws_sdk_sqs::Client,
+    url: &str,
+    body: &str,
+    attributes: &serde_json::Map<String, Value>,
+) {
+    use selfheal_aws::aws_sdk_sqs::types::MessageAttributeValue;
+    let mut req = sqs.send_message().queue_url(url).message_body(body);
+    for (k, a) in attributes {
+        let Some(s) = a["stringValue"].as_str() else {
+            continue;
+        };
+        req = req.message_attributes(
+            k,
+            MessageAttributeValue::builder()
+                .data_type(a["dataType"].as_str().unwrap_or("String"))
+                .string_value(s)
+                .build()
+                .unwrap(),
+        );
+    }
+    req.send().await.expect("send by hand");
+}
+
+/// Issue 12, replay-transactions item 1, end to end on real queues: a transaction fails until
+/// it is parked as exhausted; a person fixes the consumer's problem and re-sends it as the
+/// parked document says (replay-count reset to 0, here with every other attribute copied
+/// as well); it fails again. It must be replayed again (and parked again when it keeps
+/// failing), never deleted as "already handled".
+#[tokio::test]
+async fn a_parked_transaction_re_sent_by_hand_that_fails_again_is_replayed_not_dropped() {
+    let w = World::new(false).await;
+    let deps = w.deps(&[]);
+    fill(&w.sqs, &w.processing, &[(tx_body("tx-resent", 5), None)]).await;
+    // The consumer fails the transaction every time: each failure is a dead-lettered record.
+    let mut parks = 0;
+    let mut rounds = 0;
+    while parks == 0 {
+        rounds += 1;
+        assert!(rounds <= 5, "parked after the allowed replays");
+        let failed = take_all(&w.sqs, &w.processing).await;
+        assert_eq!(failed.len(), 1, "one copy in flight (round {rounds})");
+        let (left, audits) = run(&deps, &lambda_event(&failed, DLQ_ARN)).await;
+        assert!(left.is_empty(), "{audits:?}");
+        assert_eq!(audits[0].decision, Outcome::Acted, "{audits:?}");
+        parks = w.parked().await.len();
+    }
+    let parked = w.parked().await;
+    assert_eq!(parked[0]["reason"], "exhausted", "{parked:?}");
+
+    // Re-sent by hand as the parked document instructs.
+    let doc = &parked[0];
+    let mut attrs = doc["message"]["message_attributes"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    attrs.insert(
+        "replay-count".into(),
+        json!({"stringValue": "0", "dataType": "Number"}),
+    );
+    let body = doc["message"]["body"].as_str().expect("body");
+    send_by_hand(&w.sqs, &w.processing, body, &attrs).await;
+
+    // It fails again, and again, until it is parked a second time: replayed each time.
+    let mut replays_after_resend = 0;
+    for round in 0..5 {
+        let failed = take_all(&w.sqs, &w.processing).await;
+        if failed.is_empty() {
+            break;
+        }
+        let (left, audits) = run(&deps, &lambda_event(&failed, DLQ_ARN)).await;
+        assert!(left.is_empty(), "round {round}: {audits:?}");
+        assert_eq!(
+            audits[0].decision,
+            Outcome::Acted,
+            "round {round}: the re-sent transaction was dropped: {audits:?}"
+        );
+        replays_after_resend += usize::from(audits[0].details["action"] == "replayed");
+    }
+    assert_eq!(replays_after_resend, 3, "the full allowance again");
+    let parked = w.parked().await;
+    assert_eq!(parked.len(), 2, "parked again, not dropped: {parked:?}");
+    assert!(parked.iter().all(|p| p["transaction_id"] == "tx-resent"));
 }

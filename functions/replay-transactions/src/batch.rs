@@ -344,7 +344,17 @@ mod tests {
 
     #[test]
     fn a_duplicate_in_the_batch_mirrors_its_first() {
-        let msgs = [message("m0", "tx-1"), message("m1", "tx-1")];
+        // Two copies of one replay: distinct messages, same lineage and replay count.
+        let copy = |id: &str| -> SqsMessage {
+            let mut m = message(id, "tx-1");
+            m.message_attributes = serde_json::from_value(serde_json::json!({
+                "replay-count": {"stringValue": "1", "dataType": "Number"},
+                "replay-lineage": {"stringValue": "l-1", "dataType": "String"},
+            }))
+            .unwrap();
+            m
+        };
+        let msgs = [copy("m0"), copy("m1")];
         let mut b = decided(&msgs);
         assert_eq!(b.slots[1].primary, Some(0));
         assert_eq!(b.pending(), vec![0], "only the first is acted on");

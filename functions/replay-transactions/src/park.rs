@@ -6,7 +6,7 @@ use selfheal_core::ports::parking::ParkedDocument;
 use serde_json::json;
 
 use crate::batch::Slot;
-use crate::plan::ParkReason;
+use crate::plan::{ParkReason, LINEAGE_ATTRIBUTE, REPLAY_COUNT_ATTRIBUTE};
 use crate::FUNCTION;
 
 /// Where and when a document is parked, and where a person would replay it to.
@@ -23,6 +23,16 @@ pub fn document(
     detail: &str,
     cx: &ParkContext<'_>,
 ) -> ParkedDocument {
+    // What to send by hand: the attributes without this function's bookkeeping, so that the
+    // re-sent transaction starts a new lineage with the full replay allowance (issue 12 item 1;
+    // see `plan::ledger_key`).
+    let resend_attributes: serde_json::Map<String, serde_json::Value> = s
+        .msg
+        .message_attributes
+        .iter()
+        .filter(|(k, _)| k.as_str() != REPLAY_COUNT_ATTRIBUTE && k.as_str() != LINEAGE_ATTRIBUTE)
+        .filter_map(|(k, v)| serde_json::to_value(v).ok().map(|v| (k.clone(), v)))
+        .collect();
     let doc = json!({
         "reason": reason.as_str(),
         "detail": detail,
@@ -43,7 +53,8 @@ pub fn document(
             "queue_url": cx.processing_queue_url,
             "message_group_id": s.inc.group_id,
             "replay_count": s.inc.replay_count(),
-            "how": "send message.body with message.message_attributes to queue_url; reset replay-count to 0 to grant the full replay allowance again",
+            "message_attributes": resend_attributes,
+            "how": "send message.body with replay_by_hand.message_attributes to queue_url (in message_group_id when set): without replay-count and replay-lineage the transaction starts afresh, with the full replay allowance. Copying message.message_attributes instead is safe as long as replay-count is set to 0.",
         },
     });
     ParkedDocument {

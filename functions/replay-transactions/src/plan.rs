@@ -15,6 +15,12 @@ use crate::transaction::{self, SchemaError, Transaction};
 pub const REPLAY_COUNT_ATTRIBUTE: &str = "replay-count";
 /// Message attribute carrying the transaction id, for the consumer's own idempotency check.
 pub const IDEMPOTENCY_KEY_ATTRIBUTE: &str = "idempotency-key";
+/// Message attribute carrying the delivery lineage a replay belongs to (see [`ledger_key`]).
+/// Stamped by this function on every replay; a message sent by anyone else lacks it.
+pub const LINEAGE_ATTRIBUTE: &str = "replay-lineage";
+/// Longest lineage accepted from an attribute (it becomes part of a DynamoDB key); a longer or
+/// odd one is ignored, and the message starts a lineage of its own.
+pub const MAX_LINEAGE_LEN: usize = 128;
 /// SQS's longest delay.
 pub const MAX_DELAY_SECONDS: u32 = 900;
 
@@ -33,6 +39,8 @@ pub struct Incoming {
     pub sent_at: Option<i64>,
     /// The transaction and how many replays it had, or why the record is poison.
     pub parsed: Result<(Transaction, u32), SchemaError>,
+    /// The delivery lineage this record belongs to (see [`ledger_key`]).
+    pub lineage: String,
 }
 
 impl Incoming {
@@ -84,9 +92,12 @@ pub fn read_record(msg: &SqsMessage) -> Incoming {
                 })
         }),
     };
+    let message_id = msg.message_id.clone().unwrap_or_default();
+    let lineage = lineage(&parsed, &attributes, &message_id);
     Incoming {
-        message_id: msg.message_id.clone().unwrap_or_default(),
+        message_id,
         body: msg.body.clone(),
+        lineage,
         attributes,
         group_id: msg.attributes.get("MessageGroupId").cloned(),
         sent_at: msg
@@ -110,14 +121,66 @@ fn replay_count(attributes: &BTreeMap<String, AttributeValue>) -> Result<u32, St
     }
 }
 
-/// The idempotency key of a record in the ledger. A valid transaction is keyed by its id and
-/// the replay count it arrived with: a second delivery of the same dead-lettered message (or a
-/// second copy of the same transaction at the same stage) maps to the same key, while the
-/// same transaction dead-lettered again after a replay gets a new one. Poison is keyed by
-/// the SQS message id.
+/// The lineage of a record: the `replay-lineage` attribute of a message this function
+/// replayed (replay count 1 or more), otherwise the record's own SQS message id (a message
+/// someone else sent starts a lineage).
+fn lineage(
+    parsed: &Result<(Transaction, u32), SchemaError>,
+    attributes: &BTreeMap<String, AttributeValue>,
+    message_id: &str,
+) -> String {
+    let stamped = match (parsed, attributes.get(LINEAGE_ATTRIBUTE)) {
+        (Ok((_, count)), Some(AttributeValue::String { value, .. })) if *count > 0 => {
+            Some(value.as_str())
+        }
+        _ => None,
+    };
+    match stamped.filter(|v| valid_lineage(v)) {
+        Some(v) => v.to_string(),
+        None if message_id.is_empty() => "no-message-id".into(),
+        None => message_id.to_string(),
+    }
+}
+
+fn valid_lineage(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= MAX_LINEAGE_LEN
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+/// The idempotency key of a record in the ledger: what makes "this record was handled"
+/// true for this record and for no other piece of work.
+///
+/// A valid transaction is keyed by its **delivery lineage**, the replay count it arrived with,
+/// and its id: `<function>#idem#tx#<lineage>#<count>#<transaction id>`. A lineage starts with
+/// a message this function did not replay (the producer's original, or a person's re-send
+/// of a parked document: no `replay-lineage` attribute, or a replay count of 0): its lineage
+/// is its own SQS message id, which SQS keeps when it moves the message to the dead-letter
+/// queue and on every redelivery. Every replay carries the lineage on in the
+/// `replay-lineage` attribute, and its count one higher. So:
+///
+/// * a second delivery of the same dead-lettered message maps to the same key (no second
+///   replay), and so do two copies of one replay (a send whose answer was lost, sent again)
+///   that both fail again: they share lineage and count;
+/// * the same transaction dead-lettered again after a replay gets a new key (count + 1);
+/// * a transaction re-sent by hand after it was parked starts a new lineage, whatever
+///   attributes were copied, as long as its replay count is reset to 0 or its
+///   `replay-lineage` dropped (the parked document says to): it never meets the records of
+///   its earlier lineage, so it is not mistaken for work already done (issue 12 item 1).
+///
+/// The price: two distinct messages a producer sent for one transaction are two lineages,
+/// each replayed once. The consumer's own check on the `idempotency-key` attribute (the
+/// transaction id) and the processed-transactions lookup cover that case; a transaction
+/// dropped as "already done" could not be covered by anything.
+///
+/// Poison is keyed by the SQS message id.
 pub fn ledger_key(function: &str, incoming: &Incoming) -> String {
     match &incoming.parsed {
-        Ok((t, count)) => format!("{function}#idem#tx#{count}#{}", t.transaction_id),
+        Ok((t, count)) => format!(
+            "{function}#idem#tx#{}#{count}#{}",
+            incoming.lineage, t.transaction_id
+        ),
         Err(_) => format!("{function}#idem#msg#{}", incoming.message_id),
     }
 }
@@ -190,10 +253,11 @@ pub fn backoff_seconds(base: u32, replays_so_far: u32) -> u32 {
     (u64::from(base) * factor).min(u64::from(MAX_DELAY_SECONDS)) as u32
 }
 
-/// FIFO deduplication id: the same transaction at the same replay count always gets the same
-/// id, so a second send inside SQS's five-minute window is dropped by SQS.
-pub fn deduplication_id(transaction_id: &str, replay_count: u32) -> String {
-    let digest = Sha256::digest(format!("{transaction_id}\n{replay_count}").as_bytes());
+/// FIFO deduplication id: the same transaction at the same replay count of the same lineage
+/// always gets the same id, so a second send inside SQS's five-minute window is dropped by
+/// SQS; a re-send by hand (a new lineage) is not.
+pub fn deduplication_id(transaction_id: &str, replay_count: u32, lineage: &str) -> String {
+    let digest = Sha256::digest(format!("{transaction_id}\n{replay_count}\n{lineage}").as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -302,6 +366,14 @@ fn replay(incoming: &Incoming, tx: &Transaction, count: u32, rules: &Rules) -> D
             detail,
         );
     }
+    // The lineage only narrows duplicates: when the message has no room left for it, the
+    // replay goes without, and its next failure starts a lineage of its own.
+    if attributes.contains_key(LINEAGE_ATTRIBUTE) || attributes.len() < MAX_MESSAGE_ATTRIBUTES {
+        attributes.insert(
+            LINEAGE_ATTRIBUTE.into(),
+            AttributeValue::string("String", incoming.lineage.clone()),
+        );
+    }
     let next = count + 1;
     let (delay, group, dedup, how) = if rules.target_fifo {
         let group = incoming
@@ -312,7 +384,11 @@ fn replay(incoming: &Incoming, tx: &Transaction, count: u32, rules: &Rules) -> D
         (
             None,
             Some(group),
-            Some(deduplication_id(&tx.transaction_id, next)),
+            Some(deduplication_id(
+                &tx.transaction_id,
+                next,
+                &incoming.lineage,
+            )),
             how,
         )
     } else {
@@ -580,9 +656,19 @@ mod tests {
         };
         assert_eq!(message.delay_seconds, None);
         assert_eq!(message.group_id.as_deref(), Some("g"));
-        assert_eq!(message.deduplication_id, Some(deduplication_id("tx-1", 1)));
-        assert_ne!(deduplication_id("tx-1", 1), deduplication_id("tx-1", 2));
-        assert_eq!(deduplication_id("tx-1", 1).len(), 64);
+        assert_eq!(
+            message.deduplication_id,
+            Some(deduplication_id("tx-1", 1, "m-1"))
+        );
+        assert_ne!(
+            deduplication_id("tx-1", 1, "m-1"),
+            deduplication_id("tx-1", 2, "m-1")
+        );
+        assert_ne!(
+            deduplication_id("tx-1", 1, "m-1"),
+            deduplication_id("tx-1", 1, "m-2")
+        );
+        assert_eq!(deduplication_id("tx-1", 1, "m-1").len(), 64);
     }
 
     #[test]
@@ -590,9 +676,78 @@ mod tests {
         let a = record(GOOD, json!({}));
         let b = record(GOOD, count_attr("1"));
         let p = record("nope", json!({}));
-        assert_eq!(ledger_key("f", &a), "f#idem#tx#0#tx-1");
-        assert_eq!(ledger_key("f", &b), "f#idem#tx#1#tx-1");
+        assert_eq!(ledger_key("f", &a), "f#idem#tx#m-1#0#tx-1");
+        assert_eq!(ledger_key("f", &b), "f#idem#tx#m-1#1#tx-1");
         assert_eq!(ledger_key("f", &p), "f#idem#msg#m-1");
+    }
+
+    /// Issue 12 item 1: a replay carries its lineage on; a message with a replay count of 0,
+    /// or without the attribute, starts its own (keyed by its message id), whatever else it
+    /// carries; an odd lineage value is not trusted.
+    #[test]
+    fn lineage_is_carried_by_replays_and_restarted_by_a_resend() {
+        let lin = |count: &str, lineage: &str| {
+            json!({"replay-count": {"stringValue": count, "dataType": "Number"},
+                   "replay-lineage": {"stringValue": lineage, "dataType": "String"}})
+        };
+        let replayed = record(GOOD, lin("2", "origin-1"));
+        assert_eq!(replayed.lineage, "origin-1");
+        assert_eq!(ledger_key("f", &replayed), "f#idem#tx#origin-1#2#tx-1");
+        // A re-send by hand with every attribute copied and the count reset to 0.
+        assert_eq!(record(GOOD, lin("0", "origin-1")).lineage, "m-1");
+        // ... or with the count kept and the lineage dropped.
+        assert_eq!(record(GOOD, count_attr("3")).lineage, "m-1");
+        assert_eq!(record(GOOD, lin("1", "bad value")).lineage, "m-1");
+        assert_eq!(record(GOOD, lin("1", &"x".repeat(129))).lineage, "m-1");
+
+        let Decision::Act {
+            action: Action::Replay { message, .. },
+            ..
+        } = decide(&replayed, &Facts::default(), &rules(false))
+        else {
+            panic!("expected a replay")
+        };
+        assert_eq!(
+            message.attributes[LINEAGE_ATTRIBUTE],
+            AttributeValue::string("String", "origin-1")
+        );
+        let fresh = record(GOOD, json!({}));
+        let Decision::Act {
+            action: Action::Replay { message, .. },
+            ..
+        } = decide(&fresh, &Facts::default(), &rules(false))
+        else {
+            panic!("expected a replay")
+        };
+        assert_eq!(
+            message.attributes[LINEAGE_ATTRIBUTE],
+            AttributeValue::string("String", "m-1"),
+            "the original starts the lineage with its message id"
+        );
+    }
+
+    /// Eight attributes of its own: replay-count and idempotency-key fit, the lineage does
+    /// not; the replay goes without it rather than being parked.
+    #[test]
+    fn lineage_gives_way_when_attributes_are_full() {
+        let eight: serde_json::Value = (0..8)
+            .map(|i| {
+                (
+                    format!("a{i}"),
+                    json!({"stringValue": "v", "dataType": "String"}),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        let Decision::Act {
+            action: Action::Replay { message, .. },
+            ..
+        } = decide(&record(GOOD, eight), &Facts::default(), &rules(false))
+        else {
+            panic!("expected a replay")
+        };
+        assert_eq!(message.attributes.len(), MAX_MESSAGE_ATTRIBUTES);
+        assert!(!message.attributes.contains_key(LINEAGE_ATTRIBUTE));
     }
 
     #[test]
