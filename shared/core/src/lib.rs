@@ -9,7 +9,9 @@
 
 pub mod alarm;
 pub mod anomaly;
+pub mod approval;
 pub mod audit;
+pub mod autonomy;
 pub mod checksums;
 pub mod common;
 pub mod decision;
