@@ -11,7 +11,7 @@ use selfheal_aws::aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpeci
 use selfheal_aws::cloudwatch_alarms::CloudWatchAlarms;
 use selfheal_aws::ec2::Ec2Instances;
 use selfheal_core::alarm::parse_time;
-use selfheal_core::{parse_alarms, AuditRecord, Outcome};
+use selfheal_core::{parse_alarms, AuditRecord, Heal, Outcome};
 use selfheal_core::{Function, HandlerError, Invocation};
 use serde_json::Value;
 
@@ -748,4 +748,115 @@ async fn status_check_alarm_reads_everything_in_one_round_before_the_reboot() {
         "only the ledger between the reads and the reboot: {seen:?}"
     );
     assert!(recorded_requests(&["ListTagsForResource", &query(&alarm.arn)]).is_empty());
+}
+
+/// The function's ARN the follow-ups target (the emulator invokes nothing).
+const SELF_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:reboot-instance";
+
+impl World {
+    /// Deps whose reboots are followed up in `schedules`.
+    fn followed(&self, schedules: &Schedules, extra: &[(&str, &str)]) -> Deps {
+        self.deps(extra)
+            .with_follow_ups(schedules.follow_ups(SELF_ARN))
+    }
+
+    async fn set_alarm(&self, name: &str, state: StateValue) {
+        selfheal_aws::aws_sdk_cloudwatch::Client::new(&self.sdk)
+            .set_alarm_state()
+            .alarm_name(name)
+            .state_value(state)
+            .state_reason("test")
+            .send()
+            .await
+            .expect("set alarm state");
+    }
+}
+
+/// The alarm name an event (pointed at an emulated alarm) carries.
+fn alarm_name(ev: &Value) -> String {
+    parse_alarms(ev).expect("parses").remove(0).name
+}
+
+#[tokio::test]
+async fn a_reboot_is_verified_healed_from_the_alarm_and_the_status_checks() {
+    let w = World::new().await;
+    let schedules = Schedules::new(&w.sdk).await;
+    let deps = w.followed(&schedules, &[]);
+    let id = w.instance(true).await;
+    let ev = w.alarm_event("reboot-instance-eventbridge.json", &id).await;
+    let first = one(run(&deps, ev.clone()).await.unwrap());
+    assert_eq!(first.decision, Outcome::Acted, "{first:?}");
+    let names = schedules.names().await;
+    assert_eq!(names.len(), 1, "{names:?}");
+    let s = schedules.get(&names[0]).await;
+    assert_eq!(
+        s.action_after_completion().map(|a| a.as_str()),
+        Some("DELETE")
+    );
+    assert_eq!(s.target().map(|t| t.arn()), Some(SELF_ARN));
+    let verify = schedules.only_event().await;
+    assert_eq!(verify["selfheal-verify"]["target"], id.as_str());
+    assert_eq!(verify["selfheal-verify"]["rung"], "reboot");
+
+    w.set_alarm(&alarm_name(&ev), StateValue::Ok).await;
+    let rec = one(run(&deps, verify).await.unwrap());
+    assert_eq!(
+        (rec.outcome, rec.code.as_str()),
+        (Some(Heal::Healed), "healed"),
+        "{rec:?}"
+    );
+    assert_eq!(rec.details["status_checks"]["instance"], "ok");
+    assert_eq!(rec.episode_id, first.episode_id);
+    assert!(rec.time_to_heal_ms.is_some());
+    assert_eq!(reboots_of(&id), 1);
+    assert!(
+        !recorded_requests(&["Action=DescribeInstanceStatus", &id]).is_empty(),
+        "the status checks were read"
+    );
+    assert!(schedules.names().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_reboot_that_did_not_heal_escalates_to_a_person() {
+    let w = World::new().await;
+    let schedules = Schedules::new(&w.sdk).await;
+    let deps = w.followed(&schedules, &[]);
+    let id = w.instance(true).await;
+    let ev = w.alarm_event("reboot-instance-eventbridge.json", &id).await;
+    one(run(&deps, ev).await.unwrap());
+    w.inbox.drain().await;
+    let rec = one(run(&deps, schedules.only_event().await).await.unwrap());
+    assert_eq!(
+        (rec.outcome, rec.code.as_str()),
+        (Some(Heal::Escalated), "escalated"),
+        "{rec:?}"
+    );
+    assert_eq!(reboots_of(&id), 1, "the default ladder reboots once");
+    assert!(schedules.names().await.is_empty(), "nothing more scheduled");
+    let notices = w.inbox.drain().await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].0.contains("ESCALATION for"), "{notices:?}");
+    assert_eq!(notices[0].1["outcome"], "escalated");
+}
+
+#[tokio::test]
+async fn a_verification_for_a_reboot_the_ledger_does_not_know_is_refused() {
+    let w = World::new().await;
+    let schedules = Schedules::new(&w.sdk).await;
+    let deps = w.followed(&schedules, &[("SELFHEAL_REBOOT_LADDER", "reboot,reboot")]);
+    let id = w.instance(true).await;
+    let ev = w.alarm_event("reboot-instance-eventbridge.json", &id).await;
+    one(run(&deps, ev).await.unwrap());
+    let mut forged = schedules.only_event().await;
+    forged["selfheal-verify"]["acted_at"] = serde_json::json!(1);
+    w.inbox.drain().await;
+    let rec = one(run(&deps, forged).await.unwrap());
+    assert_eq!(
+        (rec.decision, rec.code.as_str()),
+        (Outcome::Failed, "unknown-action"),
+        "{rec:?}"
+    );
+    assert_eq!(reboots_of(&id), 1, "never acted on");
+    let notices = w.inbox.drain().await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
 }

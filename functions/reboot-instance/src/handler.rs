@@ -8,9 +8,11 @@ use chrono::Utc;
 use serde_json::Value;
 
 use selfheal_core::anomaly::Point;
+use selfheal_core::episode::{verification_in, VERIFY_KEY};
 use selfheal_core::ports::alarms::{check_still_alarming, AlarmFacts, Alarms};
 use selfheal_core::ports::instances::{InstanceFacts, Instances};
 use selfheal_core::ports::metrics::MetricHistory;
+use selfheal_core::ports::scheduler::FollowUps;
 use selfheal_core::{
     Alarm, AuditBuilder, AuditRecord, AwsError, Common, Decision, Function, Guarded, HandlerError,
     Invocation, Response, SkipReason, Target,
@@ -32,6 +34,9 @@ pub struct Deps {
     /// The alarm as CloudWatch has it now: still in ALARM? tagged for a reboot?
     pub alarms: Arc<dyn Alarms>,
     pub settings: Settings,
+    /// Where each reboot's verification is scheduled (`None`: no scheduler configured; the
+    /// reboot is then audited as not followed up).
+    pub follow_ups: Option<Arc<dyn FollowUps>>,
     /// Alarm tags read earlier (`SELFHEAL_ALARM_TAG_CACHE_SECONDS`), so an alarm that fires
     /// often costs one tag read per cache period, not one per event.
     alarm_tags: TagCache,
@@ -67,9 +72,18 @@ impl From<SkipReason> for Stop {
 
 impl Function for Deps {
     async fn handle(&self, event: Value, inv: Invocation) -> Result<Response, HandlerError> {
+        if let Some(verify) = verification_in(&event) {
+            return match verify {
+                Ok(v) => Ok(Response::from_audits(self.verify(&v, &inv).await?)),
+                Err(why) => Err(self.common.reject(&inv, VERIFY_KEY, why).await),
+            };
+        }
         let mut audits = Vec::new();
         for alarm in self.common.alarms_or_reject(&event, &inv).await? {
-            audits.push(self.handle_alarm(&alarm, &inv).await?);
+            let rec = self.handle_alarm(&alarm, &inv).await?;
+            let failure = self.common.follow_up_failure(&rec, &inv).await;
+            audits.push(rec);
+            audits.extend(failure);
         }
         Ok(Response::from_audits(audits))
     }
@@ -90,8 +104,15 @@ impl Deps {
             history,
             alarms,
             settings,
+            follow_ups: None,
             alarm_tags,
         }
+    }
+
+    /// Reboots are followed up through `follow_ups`.
+    pub fn with_follow_ups(mut self, follow_ups: Arc<dyn FollowUps>) -> Self {
+        self.follow_ups = Some(follow_ups);
+        self
     }
 
     async fn handle_alarm(
@@ -155,7 +176,9 @@ impl Deps {
         if let Some(reason) = gate_skip {
             return Ok(c.record(audit.skipped(&reason)).await);
         }
-        self.reboot(audit, &action, &reason, facts.as_ref()).await
+        let first = FirstReboot { alarm, inv };
+        self.reboot(audit, &action, &reason, facts.as_ref(), &first)
+            .await
     }
 
     /// The instance, whether the alarm asks for a reboot, the alarm as it is now, and the
@@ -303,6 +326,7 @@ impl Deps {
         action: &Reboot,
         reason: &str,
         facts: Option<&InstanceFacts>,
+        first: &FirstReboot<'_>,
     ) -> Result<AuditRecord, HandlerError> {
         let id = action.instance_id.as_str();
         let tags = facts
@@ -319,7 +343,10 @@ impl Deps {
             .common
             .act_guarded(audit, guarded, |audit| async move {
                 match instances.reboot(id).await {
-                    Ok(()) => audit.acted(format!("rebooted {id}: {reason}")),
+                    Ok(()) => self
+                        .followed_up(audit, first.verify(id, &first.inv.request_id))
+                        .await
+                        .acted(format!("rebooted {id}: {reason}")),
                     // AWS answered with an error (throttled, refused): nothing was rebooted, so
                     // the reservation is released and Lambda retries, up to the cap.
                     Err(e) if e.code.is_some() => audit.action_failed("reboot-failed", &e),
@@ -335,5 +362,8 @@ impl Deps {
     }
 }
 
+mod follow_up;
 #[cfg(test)]
 mod tests;
+
+use follow_up::FirstReboot;

@@ -8,11 +8,13 @@
 //! [`settings`] reads the environment, [`decide`](mod@decide) picks the instance and says whether to
 //! reboot it, [`request`] says whether the alarm asks for a reboot at all (its tags kept in
 //! [`tag_cache`]), [`gate`] turns the metric's history into the gate's verdict, and
-//! [`handler`] runs the flow over the ports. `main.rs` wires the AWS adapters in.
+//! [`handler`] runs the flow over the ports; [`ladder`] says what follows a reboot that did not
+//! heal (closed loop). `main.rs` wires the AWS adapters in.
 
 pub mod decide;
 pub mod gate;
 pub mod handler;
+pub mod ladder;
 pub mod request;
 pub mod settings;
 pub mod tag_cache;

@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use selfheal_core::anomaly::GateSettings;
+
+use crate::ladder::{parse_ladder, Rung, LADDER};
 use selfheal_core::settings::{self, ConfigError};
 
 /// Alarm namespaces whose `InstanceId` dimension names an instance to reboot.
@@ -14,6 +16,13 @@ pub const REBOOT_METRICS: &str = "SELFHEAL_REBOOT_METRICS";
 pub const ALARM_TAG_CACHE_SECONDS: &str = "SELFHEAL_ALARM_TAG_CACHE_SECONDS";
 /// Events older than this are not acted on.
 pub const MAX_EVENT_AGE_SECONDS: &str = "SELFHEAL_MAX_EVENT_AGE_SECONDS";
+
+/// How long after a reboot its verification comes.
+pub const VERIFY_AFTER_SECONDS: &str = "SELFHEAL_REBOOT_VERIFY_AFTER_SECONDS";
+/// Whether the ladder's stop-start rung may be taken.
+pub const ALLOW_STOP_START: &str = "SELFHEAL_REBOOT_ALLOW_STOP_START";
+/// Verifications per episode before a person is told.
+pub const MAX_FOLLOW_UPS: &str = "SELFHEAL_REBOOT_MAX_FOLLOW_UPS";
 
 /// The status checks: an instance that fails them is what a reboot is for.
 pub const DEFAULT_REBOOT_METRICS: [&str; 4] = [
@@ -42,6 +51,16 @@ pub struct Settings {
     /// `SELFHEAL_MAX_EVENT_AGE_SECONDS` (3600): an alarm event older than this (by the alarm's
     /// state-change time) is skipped as stale.
     pub max_event_age: Duration,
+    /// `SELFHEAL_REBOOT_VERIFY_AFTER_SECONDS` (600): how long after a reboot its verification
+    /// comes (at least 60).
+    pub verify_after: Duration,
+    /// `SELFHEAL_REBOOT_LADDER` (`reboot,notify`): see [`crate::ladder`].
+    pub ladder: Vec<Rung>,
+    /// `SELFHEAL_REBOOT_ALLOW_STOP_START` (false): the ladder's `stop-start` rung may be taken.
+    pub allow_stop_start: bool,
+    /// `SELFHEAL_REBOOT_MAX_FOLLOW_UPS` (3): verifications per episode (re-checks of a reboot
+    /// whose status checks are still initializing count) before a person is told.
+    pub max_follow_ups: u32,
 }
 
 impl Default for Settings {
@@ -52,6 +71,10 @@ impl Default for Settings {
             reboot_metrics: DEFAULT_REBOOT_METRICS.map(String::from).to_vec(),
             alarm_tag_cache: Duration::from_secs(300),
             max_event_age: Duration::from_secs(3600),
+            verify_after: Duration::from_secs(600),
+            ladder: vec![Rung::Reboot, Rung::Notify],
+            allow_stop_start: false,
+            max_follow_ups: 3,
         }
     }
 }
@@ -87,12 +110,37 @@ impl Settings {
             }
             secs => Duration::from_secs(secs),
         };
+        let verify_after = match settings::parse_u64(&get, VERIFY_AFTER_SECONDS, 600)? {
+            // Sooner than a minute, a rebooted instance is still booting: not a verdict.
+            secs if secs < 60 => {
+                return Err(ConfigError::Invalid {
+                    name: VERIFY_AFTER_SECONDS,
+                    value: secs.to_string(),
+                    expected: "a whole number of seconds, at least 60",
+                })
+            }
+            secs => Duration::from_secs(secs),
+        };
+        let max_follow_ups = match settings::parse_u64(&get, MAX_FOLLOW_UPS, 3)? {
+            n @ 1..=100 => n as u32,
+            n => {
+                return Err(ConfigError::Invalid {
+                    name: MAX_FOLLOW_UPS,
+                    value: n.to_string(),
+                    expected: "a whole number from 1 to 100",
+                })
+            }
+        };
         Ok(Self {
             namespaces,
             gate,
             reboot_metrics,
             alarm_tag_cache,
             max_event_age,
+            verify_after,
+            ladder: parse_ladder(get(LADDER).as_deref())?,
+            allow_stop_start: settings::parse_bool(&get, ALLOW_STOP_START, false)?,
+            max_follow_ups,
         })
     }
 }
@@ -140,6 +188,38 @@ mod tests {
             namespaces(",").is_empty(),
             "set but naming none handles none"
         );
+    }
+
+    #[test]
+    fn follow_up_settings() {
+        let d = Settings::default();
+        assert_eq!(d.verify_after, Duration::from_secs(600));
+        assert_eq!(d.ladder, [Rung::Reboot, Rung::Notify]);
+        assert!(!d.allow_stop_start);
+        let s = Settings::from_lookup(|k| match k {
+            VERIFY_AFTER_SECONDS => Some("120".into()),
+            LADDER => Some("reboot,stop-start".into()),
+            ALLOW_STOP_START => Some("true".into()),
+            MAX_FOLLOW_UPS => Some("5".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(s.verify_after, Duration::from_secs(120));
+        assert_eq!(s.ladder, [Rung::Reboot, Rung::StopStart, Rung::Notify]);
+        assert!(s.allow_stop_start);
+        assert_eq!(s.max_follow_ups, 5);
+        for (name, bad) in [
+            (VERIFY_AFTER_SECONDS, "10"),
+            (LADDER, "stop-start"),
+            (ALLOW_STOP_START, "maybe"),
+            (MAX_FOLLOW_UPS, "0"),
+        ] {
+            let err = Settings::from_lookup(|k| (k == name).then(|| bad.to_string()));
+            assert!(
+                matches!(err, Err(ConfigError::Invalid { name: n, .. }) if n == name),
+                "{name}={bad}: {err:?}"
+            );
+        }
     }
 
     #[test]

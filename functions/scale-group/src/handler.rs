@@ -83,7 +83,7 @@ impl Deps {
         episode: &Episode<'_>,
     ) -> Result<Vec<AuditRecord>, HandlerError> {
         let rec = self.decide_and_act(alarm, inv, episode).await?;
-        let failure = self.follow_up_failure(&rec, inv).await;
+        let failure = self.common.follow_up_failure(&rec, inv).await;
         Ok(std::iter::once(rec).chain(failure).collect())
     }
 

@@ -1,7 +1,8 @@
-//! EC2 behind the [`Instances`] port: DescribeInstances and RebootInstances.
+//! EC2 behind the [`Instances`] port: DescribeInstances, RebootInstances and
+//! DescribeInstanceStatus.
 
 use async_trait::async_trait;
-use selfheal_core::ports::instances::{InstanceFacts, Instances};
+use selfheal_core::ports::instances::{InstanceFacts, Instances, StatusChecks};
 use selfheal_core::AwsError;
 
 use crate::error::from_sdk;
@@ -49,5 +50,38 @@ impl Instances for Ec2Instances {
             .await
             .map(|_| ())
             .map_err(|e| from_sdk("ec2:RebootInstances", id, e))
+    }
+
+    async fn status_checks(&self, id: &str) -> Result<Option<StatusChecks>, AwsError> {
+        let out = match self
+            .0
+            .describe_instance_status()
+            .instance_ids(id)
+            .include_all_instances(true)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let err = from_sdk("ec2:DescribeInstanceStatus", id, e);
+                if err.is_code("InvalidInstanceID.NotFound")
+                    || err.is_code("InvalidInstanceID.Malformed")
+                {
+                    return Ok(None);
+                }
+                return Err(err);
+            }
+        };
+        let summary = |s: Option<&aws_sdk_ec2::types::InstanceStatusSummary>| {
+            s.and_then(|s| s.status()).map(|s| s.as_str().to_string())
+        };
+        Ok(out
+            .instance_statuses()
+            .iter()
+            .find(|s| s.instance_id() == Some(id))
+            .map(|s| StatusChecks {
+                instance: summary(s.instance_status()),
+                system: summary(s.system_status()),
+            }))
     }
 }

@@ -9,8 +9,10 @@ use serde_json::Value;
 
 use crate::alarm::{parse_alarms, Alarm};
 use crate::audit::{AuditBuilder, AuditRecord, Auditor, Outcome};
+use crate::episode::{known, Verify, VERIFY_KEY};
 use crate::guard::{Guardrails, Target, Verdict};
 use crate::invocation::{HandlerError, Invocation};
+use crate::ports::scheduler::FollowUps;
 
 /// What every function needs besides its own AWS ports.
 pub struct Common {
@@ -110,6 +112,81 @@ impl Common {
             Ok(a) => Ok(a),
             Err(e) => Err(self.reject(inv, "alarm", e.to_string()).await),
         }
+    }
+
+    /// Admits a verification (closed loop): deletes its schedule (Scheduler deletes a one-time
+    /// schedule after it ran; one run by hand, or a retry, finds it gone), then checks that the
+    /// ledger knows the action it verifies. The audit to go on with; or, for an action the
+    /// ledger does not know, the refusal (audited and notified, nothing done), or the failure
+    /// to read the ledger (retryable).
+    pub async fn admit_verification(
+        &self,
+        inv: &Invocation,
+        v: &Verify,
+        follow_ups: Option<&dyn FollowUps>,
+    ) -> Result<AuditBuilder, Result<AuditRecord, HandlerError>> {
+        let audit = self
+            .audit_for(inv, VERIFY_KEY, &v.target)
+            .action(&v.action_id, &v.episode_id)
+            .detail(
+                "verification",
+                serde_json::json!({"alarm": v.alarm_name, "attempt": v.attempt,
+                    "step": v.step, "rung": v.rung, "acted_at": v.acted_at,
+                    "episode_started_at": v.episode_started_at}),
+            );
+        if let Some(f) = follow_ups {
+            if let Err(e) = f.delete(&v.follow_up_name()).await {
+                tracing::warn!(function = self.function, target = %v.target, error = %e, "could not delete the follow-up's schedule");
+            }
+        }
+        match known(self.guard.ledger().as_ref(), self.function, v).await {
+            Ok(true) => Ok(audit),
+            Ok(false) => {
+                let why = format!(
+                    "verification of action {} on {} (episode {}): the ledger knows no such \
+                     action; refused, nothing done",
+                    v.action_id, v.target, v.episode_id
+                );
+                let rec = audit.detail("escalate", true).failed("unknown-action", why);
+                Err(Ok(self.record(rec).await))
+            }
+            Err(e) => Err(self.fail(audit, "ledger-failed", e, true).await),
+        }
+    }
+
+    /// A person must hear when an action will not be verified: the record's follow-up
+    /// (`details.follow_up`) failed. The failure record, when it did.
+    pub async fn follow_up_failure(
+        &self,
+        rec: &AuditRecord,
+        inv: &Invocation,
+    ) -> Option<AuditRecord> {
+        let note = rec.details.get("follow_up")?;
+        if note.get("status").and_then(Value::as_str) != Some("failed") {
+            return None;
+        }
+        let error = note
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown");
+        let mut audit = self
+            .audit_for(inv, VERIFY_KEY, &rec.target)
+            .detail("follow_up", note)
+            .detail("escalate", true);
+        if let (Some(a), Some(e)) = (&rec.action_id, &rec.episode_id) {
+            audit = audit.action(a, e);
+        }
+        let what = if rec.decision == Outcome::Acted {
+            "acted on"
+        } else {
+            "checked"
+        };
+        let why = format!(
+            "{what} {}, but its verification could not be scheduled ({error}): nothing will \
+             check it; a person must look",
+            rec.target
+        );
+        Some(self.record(audit.failed("follow-up-failed", why)).await)
     }
 
     /// The one way an action is taken: the guardrails check (and, when they allow it,

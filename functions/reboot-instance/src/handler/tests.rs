@@ -5,6 +5,7 @@ use crate::fixtures::{alarm_time, flat, history_before, nightly, sample, SAMPLE_
 use crate::FUNCTION;
 use selfheal_core::alarm::AlarmState;
 use selfheal_core::parse_alarms;
+use selfheal_core::ports::instances::StatusChecks;
 use selfheal_core::testing::{FakeAlarms, FakeHistory};
 use selfheal_core::Outcome;
 use std::collections::BTreeMap;
@@ -12,12 +13,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod follow_up;
+
 /// A running, opted-in instance; describing or rebooting it fails when told to.
 #[derive(Default)]
 struct FakeInstances {
     reboots: Mutex<Vec<String>>,
     describe_fails: Option<AwsError>,
     reboot_fails: Option<AwsError>,
+    /// The status checks reported (`None`: both ok).
+    checks: Mutex<Option<StatusChecks>>,
 }
 
 #[async_trait::async_trait]
@@ -38,6 +43,13 @@ impl Instances for FakeInstances {
         }
         self.reboots.lock().unwrap().push(id.into());
         Ok(())
+    }
+    async fn status_checks(&self, _id: &str) -> Result<Option<StatusChecks>, AwsError> {
+        let ok = || StatusChecks {
+            instance: Some("ok".into()),
+            system: Some("ok".into()),
+        };
+        Ok(Some(self.checks.lock().unwrap().clone().unwrap_or_else(ok)))
     }
 }
 
@@ -335,6 +347,10 @@ impl Instances for Slow {
     }
     async fn reboot(&self, id: &str) -> Result<(), AwsError> {
         self.call("RebootInstances", self.instances.reboot(id))
+            .await
+    }
+    async fn status_checks(&self, id: &str) -> Result<Option<StatusChecks>, AwsError> {
+        self.call("DescribeInstanceStatus", self.instances.status_checks(id))
             .await
     }
 }

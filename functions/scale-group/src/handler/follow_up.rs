@@ -7,11 +7,11 @@
 //! run out (escalated).
 
 use chrono::Utc;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use selfheal_core::alarm::AlarmState;
 use selfheal_core::episode::{
-    action_id, episode_id, follow_up, known, FollowUpNote, Verify, VERIFY_KEY, VERIFY_VERSION,
+    action_id, episode_id, follow_up, FollowUpNote, Verify, VERIFY_KEY, VERIFY_VERSION,
 };
 use selfheal_core::{
     parse_alarms, Alarm, AuditBuilder, AuditRecord, Common, HandlerError, Heal, Invocation,
@@ -98,39 +98,13 @@ impl Deps {
         inv: &Invocation,
     ) -> Result<Vec<AuditRecord>, HandlerError> {
         let c = &self.common;
-        let audit = c
-            .audit_for(inv, VERIFY_KEY, &v.target)
-            .action(&v.action_id, &v.episode_id)
-            .detail(
-                "verification",
-                json!({"alarm": v.alarm_name, "attempt": v.attempt, "step": v.step,
-                       "acted_at": v.acted_at, "episode_started_at": v.episode_started_at}),
-            );
-        // Scheduler deletes a one-time schedule after it ran; one run by hand, or a retry,
-        // finds it already gone.
-        if let Some(f) = &self.follow_ups {
-            if let Err(e) = f.delete(&v.follow_up_name()).await {
-                tracing::warn!(function = FUNCTION, target = %v.target, error = %e, "could not delete the follow-up's schedule");
-            }
-        }
-        match known(c.guard.ledger().as_ref(), FUNCTION, v).await {
-            Ok(true) => {}
-            Ok(false) => {
-                let why = format!(
-                    "verification of action {} on {} (episode {}): the ledger knows no such \
-                     action; refused, nothing done",
-                    v.action_id, v.target, v.episode_id
-                );
-                let rec = audit.detail("escalate", true).failed("unknown-action", why);
-                return Ok(vec![c.record(rec).await]);
-            }
-            Err(e) => {
-                return c
-                    .fail(audit, "ledger-failed", e, true)
-                    .await
-                    .map(|r| vec![r])
-            }
-        }
+        let audit = match c
+            .admit_verification(inv, v, self.follow_ups.as_deref())
+            .await
+        {
+            Ok(audit) => audit,
+            Err(done) => return done.map(|r| vec![r]),
+        };
         let now = Utc::now();
         let current = match self.alarms.current(&v.alarm_name).await {
             Ok(f) => f,
@@ -205,7 +179,7 @@ impl Deps {
             }
         };
         let rec = c.record(rec).await;
-        let failure = self.follow_up_failure(&rec, inv).await;
+        let failure = c.follow_up_failure(&rec, inv).await;
         Ok(std::iter::once(rec).chain(failure).collect())
     }
 
@@ -348,44 +322,5 @@ impl Deps {
             Some(_) => audit.heal(Heal::NotHealed, None),
             None => audit,
         }
-    }
-
-    /// A person must hear when an action will not be verified: its follow-up failed.
-    pub(super) async fn follow_up_failure(
-        &self,
-        rec: &AuditRecord,
-        inv: &Invocation,
-    ) -> Option<AuditRecord> {
-        let note = rec.details.get("follow_up")?;
-        if note.get("status").and_then(Value::as_str) != Some("failed") {
-            return None;
-        }
-        let error = note
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown");
-        let mut audit = self
-            .common
-            .audit_for(inv, VERIFY_KEY, &rec.target)
-            .detail("follow_up", note)
-            .detail("escalate", true);
-        if let (Some(a), Some(e)) = (&rec.action_id, &rec.episode_id) {
-            audit = audit.action(a, e);
-        }
-        let what = if rec.decision == Outcome::Acted {
-            "resized"
-        } else {
-            "checked"
-        };
-        let why = format!(
-            "{what} {}, but its verification could not be scheduled ({error}): nothing will \
-             check it; a person must look",
-            rec.target
-        );
-        Some(
-            self.common
-                .record(audit.failed("follow-up-failed", why))
-                .await,
-        )
     }
 }

@@ -1,4 +1,4 @@
-//! EC2 instances, as the functions need them: their facts, and a reboot.
+//! EC2 instances, as the functions need them: their facts, a reboot, and their status checks.
 
 use std::collections::BTreeMap;
 
@@ -16,9 +16,32 @@ pub struct InstanceFacts {
     pub tags: BTreeMap<String, String>,
 }
 
+/// EC2's status checks of an instance: `ok`, `impaired`, `initializing`,
+/// `insufficient-data`, `not-applicable` (`None`: not reported).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusChecks {
+    pub instance: Option<String>,
+    pub system: Option<String>,
+}
+
+impl StatusChecks {
+    /// Both checks pass.
+    pub fn ok(&self) -> bool {
+        self.instance.as_deref() == Some("ok") && self.system.as_deref() == Some("ok")
+    }
+
+    /// A check fails now (as opposed to not known yet).
+    pub fn impaired(&self) -> bool {
+        self.instance.as_deref() == Some("impaired") || self.system.as_deref() == Some("impaired")
+    }
+}
+
 #[async_trait]
 pub trait Instances: Send + Sync {
     /// The instance's facts; `None` when it does not exist.
     async fn facts(&self, id: &str) -> Result<Option<InstanceFacts>, AwsError>;
     async fn reboot(&self, id: &str) -> Result<(), AwsError>;
+    /// The instance's status checks (closed loop: did the reboot heal it?); `None` when EC2
+    /// reports no status for it (it does not exist, or is not running).
+    async fn status_checks(&self, id: &str) -> Result<Option<StatusChecks>, AwsError>;
 }

@@ -1,0 +1,264 @@
+//! The closed loop of reboot-instance: each reboot is verified `SELFHEAL_REBOOT_VERIFY_AFTER_SECONDS`
+//! later, from the alarm as it is now and the instance's status checks ([`judge`]). Healed →
+//! recorded with the time to heal. Not healed → the next rung of the escalation ladder
+//! ([`next_rung`]), through the same guardrails; the last rung tells a person. Checks not
+//! decided yet (initializing) → verified again later, within `SELFHEAL_REBOOT_MAX_FOLLOW_UPS`.
+
+use chrono::Utc;
+
+use selfheal_core::episode::{action_id, episode_id, follow_up, Verify, VERIFY_VERSION};
+use selfheal_core::ports::instances::InstanceFacts;
+use selfheal_core::{
+    Alarm, AuditBuilder, AuditRecord, Guarded, HandlerError, Heal, Invocation, Target,
+};
+
+use super::Deps;
+use crate::ladder::{judge, next_rung, Finding, Rung};
+use crate::FUNCTION;
+
+/// The reboot an alarm triggers: the episode's first action (rung 0 of the ladder).
+pub(crate) struct FirstReboot<'a> {
+    pub alarm: &'a Alarm,
+    pub inv: &'a Invocation,
+}
+
+impl FirstReboot<'_> {
+    /// Its verification; the episode starts at the alarm's state change (never later than now).
+    pub fn verify(&self, id: &str, request_id: &str) -> Verify {
+        let now = Utc::now().timestamp();
+        let started_at = self
+            .alarm
+            .time
+            .map(|t| t.timestamp())
+            .unwrap_or(now)
+            .min(now);
+        Verify {
+            version: VERIFY_VERSION,
+            function: FUNCTION.into(),
+            action_id: action_id(FUNCTION, id, now, &format!("{request_id}#0")),
+            episode_id: episode_id(FUNCTION, id, started_at),
+            target: id.into(),
+            alarm_name: self.alarm.name.clone(),
+            acted_at: now,
+            episode_started_at: started_at,
+            attempt: 1,
+            step: Some(0),
+            rung: Some(Rung::Reboot.as_str().into()),
+            alarm_event: None,
+        }
+    }
+}
+
+impl Deps {
+    /// After a reboot: its id and episode on the record, and its verification scheduled (the
+    /// record says how that went).
+    pub(super) async fn followed_up(&self, audit: AuditBuilder, next: Verify) -> AuditBuilder {
+        let at = next.acted_at + self.settings.verify_after.as_secs() as i64;
+        let note = follow_up(
+            self.common.guard.ledger().as_ref(),
+            self.follow_ups.as_deref(),
+            &next,
+            at,
+        )
+        .await;
+        audit
+            .action(&next.action_id, &next.episode_id)
+            .detail("rung", &next.rung)
+            .detail("follow_up", &note)
+    }
+
+    /// Handles one verification.
+    pub(super) async fn verify(
+        &self,
+        v: &Verify,
+        inv: &Invocation,
+    ) -> Result<Vec<AuditRecord>, HandlerError> {
+        let c = &self.common;
+        let audit = match c
+            .admit_verification(inv, v, self.follow_ups.as_deref())
+            .await
+        {
+            Ok(audit) => audit,
+            Err(done) => return done.map(|r| vec![r]),
+        };
+        let (alarm, instance, checks) = tokio::join!(
+            self.alarms.current(&v.alarm_name),
+            self.instances.facts(&v.target),
+            self.instances.status_checks(&v.target),
+        );
+        let read = alarm.and_then(|a| Ok((a, instance?, checks?)));
+        let (alarm, instance, checks) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                return c
+                    .fail(audit, "verify-read-failed", e.to_string(), e.retryable)
+                    .await
+                    .map(|r| vec![r])
+            }
+        };
+        let state = alarm.as_ref().map(|a| a.state.clone());
+        let audit = audit
+            .detail("alarm_state_now", state.as_ref().map(|s| s.as_str()))
+            .detail("instance_state", instance.as_ref().map(|i| i.state.clone()))
+            .detail("status_checks", &checks);
+        let finding = judge(state.as_ref(), instance.as_ref(), checks.as_ref());
+        let rec = match (finding, instance) {
+            (Finding::Healed, _) => {
+                let ms = v.time_to_heal_ms(Utc::now().timestamp_millis());
+                audit.heal(Heal::Healed, Some(ms)).checked(
+                    "healed",
+                    format!(
+                        "{} healed: alarm {} is OK and both status checks pass, {} s from \
+                         the first alarm (rung {})",
+                        v.target,
+                        v.alarm_name,
+                        ms / 1000,
+                        v.rung.as_deref().unwrap_or("reboot")
+                    ),
+                )
+            }
+            (Finding::Escalate(why), _) | (Finding::NotHealed(why), None) => {
+                escalated(audit, format!("{}: {why}; a person must look", v.target))
+            }
+            (_, Some(_)) if v.attempt >= self.settings.max_follow_ups => escalated(
+                audit,
+                format!(
+                    "{} is not healed after {} verification(s) \
+                     (SELFHEAL_REBOOT_MAX_FOLLOW_UPS={}): a person must look",
+                    v.target, v.attempt, self.settings.max_follow_ups
+                ),
+            ),
+            (Finding::NotYet(why), _) => {
+                let next = Verify {
+                    attempt: v.attempt + 1,
+                    ..v.clone()
+                };
+                let at = Utc::now().timestamp() + self.settings.verify_after.as_secs() as i64;
+                let note = follow_up(
+                    c.guard.ledger().as_ref(),
+                    self.follow_ups.as_deref(),
+                    &next,
+                    at,
+                )
+                .await;
+                let outcome = if note.failed() {
+                    Heal::Escalated
+                } else {
+                    Heal::NotHealed
+                };
+                audit
+                    .detail("follow_up", &note)
+                    .heal(outcome, None)
+                    .checked(
+                        "not-healed",
+                        format!("{}: {why}; checked again later", v.target),
+                    )
+            }
+            (Finding::NotHealed(why), Some(facts)) => {
+                let rec = self.climb(audit, v, &facts, &why, inv).await?;
+                let failure = c.follow_up_failure(&rec, inv).await;
+                return Ok(std::iter::once(rec).chain(failure).collect());
+            }
+        };
+        let rec = c.record(rec).await;
+        let failure = c.follow_up_failure(&rec, inv).await;
+        Ok(std::iter::once(rec).chain(failure).collect())
+    }
+
+    /// Not healed: the next rung of the ladder (the rungs passed over in the record).
+    async fn climb(
+        &self,
+        audit: AuditBuilder,
+        v: &Verify,
+        facts: &InstanceFacts,
+        why: &str,
+        inv: &Invocation,
+    ) -> Result<AuditRecord, HandlerError> {
+        let c = &self.common;
+        let after = v.step.unwrap_or(0) as usize;
+        let (index, rung, skipped) = next_rung(
+            &self.settings.ladder,
+            after,
+            facts,
+            self.settings.allow_stop_start,
+        );
+        let audit = audit
+            .detail("next_rung", rung)
+            .detail("rungs_skipped", &skipped);
+        match rung {
+            Rung::Notify => Ok(c
+                .record(escalated(
+                    audit,
+                    format!(
+                        "{} is not healed ({why}); the ladder's last rung: a person must look",
+                        v.target
+                    ),
+                ))
+                .await),
+            // Never chosen while stop-start is not implemented (next_rung skips it); should it
+            // be, nothing is done on a guess.
+            Rung::StopStart => Ok(c
+                .record(escalated(
+                    audit,
+                    format!(
+                        "{} is not healed ({why}); stop-start is not available",
+                        v.target
+                    ),
+                ))
+                .await),
+            Rung::Reboot => {
+                let id = v.target.as_str();
+                let tags = facts.tags.iter().map(|(k, val)| (k.as_str(), val.as_str()));
+                let guarded = Guarded {
+                    target: Target { id, tags },
+                    would: format!("reboot {id} again: {why}"),
+                    // A guardrail that refuses a rung ends the episode: a person is told.
+                    escalate_refusal: true,
+                };
+                let next = Verify {
+                    action_id: action_id(
+                        FUNCTION,
+                        id,
+                        Utc::now().timestamp(),
+                        &format!("{}#{index}", inv.request_id),
+                    ),
+                    acted_at: Utc::now().timestamp(),
+                    attempt: v.attempt + 1,
+                    step: Some(index as u32),
+                    rung: Some(rung.as_str().into()),
+                    ..v.clone()
+                };
+                let instances = &self.instances;
+                let done = c
+                    .act_guarded(
+                        audit.heal(Heal::Escalated, None),
+                        guarded,
+                        |audit| async move {
+                            match instances.reboot(id).await {
+                                Ok(()) => self
+                                    .followed_up(audit.heal(Heal::NotHealed, None), next)
+                                    .await
+                                    .acted(format!("rebooted {id} again (rung {index}): {why}")),
+                                Err(e) if e.code.is_some() => {
+                                    audit.action_failed("reboot-failed", &e)
+                                }
+                                Err(e) => audit
+                                    .detail("retryable", false)
+                                    .failed("reboot-failed", e.to_string()),
+                            }
+                        },
+                    )
+                    .await;
+                done.or_else(|failed| failed.into_handler_result())
+            }
+        }
+    }
+}
+
+/// Nothing more will be done automatically: a person is told.
+fn escalated(audit: AuditBuilder, why: String) -> AuditRecord {
+    audit
+        .detail("escalate", true)
+        .heal(Heal::Escalated, None)
+        .checked("escalated", why)
+}
