@@ -880,3 +880,522 @@ async fn archived_objects_are_unverifiable_counted_and_notified_once() {
     }
     assert!(w.keys(&data, "selfheal-quarantine/").await.is_empty());
 }
+
+/// The adapter, with hooks that play what happens in the world while the function works: a
+/// producer's write at a chosen moment, an object that takes long to read.
+struct Hooked {
+    inner: S3Objects,
+    s3: selfheal_aws::aws_sdk_s3::Client,
+    /// When `head` is called on this object (the replica, looked at between the verification
+    /// and the copy), a new object is written: (watched bucket, key) → (bucket, key, bytes).
+    race: std::sync::Mutex<Option<Race>>,
+    /// Reads of this key take this long.
+    slow: Option<(String, Duration)>,
+}
+
+struct Race {
+    watch: (String, String),
+    write: (String, String, Vec<u8>),
+}
+
+impl Hooked {
+    fn new(w: &World) -> Self {
+        Self {
+            inner: S3Objects::from_conf(&w.sdk),
+            s3: w.s3.clone(),
+            race: std::sync::Mutex::new(None),
+            slow: None,
+        }
+    }
+}
+
+use selfheal_core::ports::objects::{
+    async_trait, Body, CopySpec, Grant, ListPage, ObjectFacts, ObjectLock, ObjectRef, Objects,
+    VersionInfo,
+};
+use selfheal_core::AwsError;
+
+#[async_trait]
+impl Objects for Hooked {
+    async fn head(&self, obj: &ObjectRef) -> Result<Option<ObjectFacts>, AwsError> {
+        let fire = {
+            let mut r = self.race.lock().unwrap();
+            let hit = r
+                .as_ref()
+                .is_some_and(|r| r.watch == (obj.bucket.clone(), obj.key.clone()));
+            if hit {
+                r.take()
+            } else {
+                None
+            }
+        };
+        if let Some(Race {
+            write: (b, k, bytes),
+            ..
+        }) = fire
+        {
+            // A producer's new, good object: its own digest, SSE-KMS (no other witness).
+            self.s3
+                .put_object()
+                .bucket(b)
+                .key(k)
+                .body(ByteStream::from(bytes.clone()))
+                .metadata("sha256", sha256_hex(&bytes))
+                .server_side_encryption(
+                    selfheal_aws::aws_sdk_s3::types::ServerSideEncryption::AwsKms,
+                )
+                .send()
+                .await
+                .expect("the producer's write");
+        }
+        self.inner.head(obj).await
+    }
+    async fn part_sizes(&self, obj: &ObjectRef, count: u32) -> Result<Vec<u64>, AwsError> {
+        self.inner.part_sizes(obj, count).await
+    }
+    async fn read(&self, obj: &ObjectRef, if_match: Option<&str>) -> Result<Body, AwsError> {
+        if let Some((key, delay)) = &self.slow {
+            if &obj.key == key {
+                tokio::time::sleep(*delay).await;
+            }
+        }
+        self.inner.read(obj, if_match).await
+    }
+    async fn bucket_tags(&self, bucket: &str) -> Result<Vec<(String, String)>, AwsError> {
+        self.inner.bucket_tags(bucket).await
+    }
+    async fn object_tags(&self, obj: &ObjectRef) -> Result<Vec<(String, String)>, AwsError> {
+        self.inner.object_tags(obj).await
+    }
+    async fn versioning(&self, bucket: &str) -> Result<Option<String>, AwsError> {
+        self.inner.versioning(bucket).await
+    }
+    async fn versions(
+        &self,
+        bucket: &str,
+        key: &str,
+        limit: usize,
+    ) -> Result<Vec<VersionInfo>, AwsError> {
+        self.inner.versions(bucket, key, limit).await
+    }
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        max_keys: i32,
+    ) -> Result<ListPage, AwsError> {
+        self.inner.list(bucket, prefix, start_after, max_keys).await
+    }
+    async fn copy(&self, spec: &CopySpec) -> Result<Option<String>, AwsError> {
+        self.inner.copy(spec).await
+    }
+    async fn acl(&self, obj: &ObjectRef) -> Result<Option<Vec<Grant>>, AwsError> {
+        self.inner.acl(obj).await
+    }
+    async fn object_lock_enabled(&self, bucket: &str) -> Result<bool, AwsError> {
+        self.inner.object_lock_enabled(bucket).await
+    }
+    async fn put_object_lock(&self, obj: &ObjectRef, lock: &ObjectLock) -> Result<(), AwsError> {
+        self.inner.put_object_lock(obj, lock).await
+    }
+}
+
+/// Issue 12, item 1. The emulator ignores the conditions on CopyObject (`If-Match` and
+/// `x-amz-copy-source-if-match`, README), so what this proves is the function's own re-check
+/// right before the copy; the conditions themselves are checked through a fake port
+/// (handler tests) and in the request log below.
+#[tokio::test]
+async fn restore_never_replaces_a_newer_write() {
+    let w = World::new().await;
+    let data = w.bucket(true, false).await;
+    let replica = w.bucket(false, false).await;
+    let key = "data/orders.parquet";
+    let good = body(21, 40_000);
+    let sha = sha256_hex(&good);
+    w.put(&replica, key, &good, &[("sha256", &sha)], None).await;
+    let mut bad = good.clone();
+    bad[17] ^= 0x40;
+    w.put_kms(&data, key, &bad, &[("sha256", &sha)]).await;
+    // Between the verification and the copy (while the replica is looked at), the producer
+    // writes a new, good object.
+    let newer = body(22, 12_345);
+    let mut deps = w.deps(&[(
+        "SELFHEAL_RESTORE_REPLICA_BUCKETS",
+        &format!("{data}={replica}"),
+    )]);
+    let hooked = Hooked::new(&w);
+    *hooked.race.lock().unwrap() = Some(Race {
+        watch: (replica.clone(), key.to_string()),
+        write: (data.clone(), key.to_string(), newer.clone()),
+    });
+    deps.objects = Arc::new(hooked);
+
+    let rec = one(run(&deps, eventbridge(&data, key)).await);
+    let (bytes, _, _) = w.get(&data, key).await.expect("object");
+    assert!(
+        bytes == newer,
+        "the newer write was replaced by the restore: {rec:#?}"
+    );
+    // The new object was verified in its own right, found good, and left alone.
+    assert_eq!(
+        (rec.decision, rec.code.as_str()),
+        (Outcome::Skipped, "nothing-to-do"),
+        "{rec:#?}"
+    );
+    assert!(
+        rec.details["replaced_before_restore"].is_string(),
+        "{rec:#?}"
+    );
+    assert_eq!(rec.details["size"], newer.len());
+}
+
+/// Issue 12, item 1: on a bucket without versioning, a restore keeps the bytes it replaces.
+#[tokio::test]
+async fn an_unversioned_restore_keeps_the_replaced_bytes_in_quarantine_first() {
+    let w = World::new().await;
+    let data = w.bucket(true, false).await;
+    let replica = w.bucket(false, false).await;
+    let key = "data/ledger.csv";
+    let good = body(23, 30_000);
+    let sha = sha256_hex(&good);
+    w.put(&replica, key, &good, &[("sha256", &sha)], None).await;
+    let mut bad = good.clone();
+    bad[5] ^= 0x01;
+    w.put_kms(&data, key, &bad, &[("sha256", &sha)]).await;
+    let deps = w.deps(&[(
+        "SELFHEAL_RESTORE_REPLICA_BUCKETS",
+        &format!("{data}={replica}"),
+    )]);
+    let rec = one(run(&deps, eventbridge(&data, key)).await);
+    assert_eq!(rec.decision, Outcome::Acted, "{rec:#?}");
+    assert!(w.get(&data, key).await.unwrap().0 == good);
+    let kept = w.keys(&data, "selfheal-quarantine/").await;
+    assert_eq!(kept.len(), 1, "the replaced bytes were kept: {kept:?}");
+    assert!(w.get(&data, &kept[0]).await.unwrap().0 == bad);
+    assert_eq!(
+        rec.details["kept_before_restore"],
+        format!("s3://{data}/{}", kept[0])
+    );
+    // Every copy was sent with its conditions: the verified source's ETag, and (over the
+    // object) the ETag examined.
+    let copies = recorded_requests(&[&format!("/{data}/{key}?x-id=CopyObject")]);
+    let copy = copies
+        .iter()
+        .find(|r| header(r, "x-amz-copy-source").is_some())
+        .expect("the restore's CopyObject");
+    assert!(
+        header(copy, "x-amz-copy-source-if-match").is_some(),
+        "{copy}"
+    );
+    assert!(header(copy, "if-match").is_some(), "{copy}");
+}
+
+fn header(r: &Value, name: &str) -> Option<String> {
+    r["headers"].as_object().and_then(|h| {
+        h.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.as_str().map(str::to_string))
+    })
+}
+
+/// Issue 12, item 3. A Lambda invocation is killed at its deadline: the harness drops the
+/// handler's future there, as Lambda would end the process.
+#[tokio::test]
+async fn a_scrub_moves_past_an_object_it_cannot_finish_and_reports_it_once() {
+    let w = World::new().await;
+    let data = w.bucket(true, false).await;
+    for i in 0..12 {
+        let b = body(30 + i as u8, 256);
+        w.put(
+            &data,
+            &format!("data/{i:04}.bin"),
+            &b,
+            &[("sha256", &sha256_hex(&b))],
+            None,
+        )
+        .await;
+    }
+    let slow_key = "data/0005.bin";
+    let mut deps = w.deps(&[
+        ("SELFHEAL_RESTORE_SCRUB_TARGETS", &format!("{data}/data/")),
+        ("SELFHEAL_RESTORE_SCRUB_RESERVE_SECONDS", "1"),
+        ("SELFHEAL_RESTORE_OBJECT_BUDGET_SECONDS", "1"),
+    ]);
+    let mut hooked = Hooked::new(&w);
+    hooked.slow = Some((slow_key.to_string(), Duration::from_secs(30)));
+    deps.objects = Arc::new(hooked);
+    let ev = sample_event("restore-object-scheduled.json");
+    let deadline = Duration::from_secs(10);
+    let mut passes = Vec::new();
+    for run in 1..=3 {
+        let out = tokio::time::timeout(
+            deadline,
+            deps.handle(ev.clone(), Invocation::local(deadline)),
+        )
+        .await;
+        let out = match out {
+            Ok(r) => r.expect("handled"),
+            Err(_) => panic!("run {run} was killed at its deadline while on one object"),
+        };
+        let slow: Vec<_> = out
+            .audits
+            .iter()
+            .filter(|a| a.target.ends_with(slow_key))
+            .cloned()
+            .collect();
+        passes.push((out.body.clone(), slow, w.inbox.drain().await));
+        if passes.len() == 2 {
+            break;
+        }
+    }
+    let (first, slow1, notices1) = &passes[0];
+    assert_eq!(first["complete"], true, "{first}");
+    assert_eq!(first["summary"]["examined"], 12, "{first}");
+    assert_eq!(first["summary"]["over_budget"], 1, "{first}");
+    let slow1 = &slow1[0];
+    assert_eq!(slow1.details["over_budget"], true, "{slow1:#?}");
+    assert_eq!(notices1.len(), 1, "reported: {notices1:?}");
+    // The next pass skips it without reading it again, and tells nobody again.
+    let (second, slow2, notices2) = &passes[1];
+    assert_eq!(second["summary"]["examined"], 12, "{second}");
+    assert_eq!(slow2[0].details["notified_before"], true, "{:#?}", slow2[0]);
+    assert!(notices2.is_empty(), "{notices2:?}");
+}
+
+/// Issue 12, item 5: the replica lives in another region; the requests that read it are
+/// signed for that region (the emulator serves every region from one store, so only the
+/// signature tells which client was used).
+#[tokio::test]
+async fn a_replica_in_another_region_is_read_in_its_region() {
+    use selfheal_aws::aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+    let w = World::new().await;
+    let data = w.bucket(true, false).await;
+    let eu = selfheal_aws::config::s3_client_in(&w.sdk, Some("eu-west-1".into()));
+    let replica = unique("replica-eu").to_lowercase();
+    eu.create_bucket()
+        .bucket(&replica)
+        .create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::EuWest1)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("replica bucket in eu-west-1");
+    let key = "data/eu.bin";
+    let good = body(40, 20_000);
+    let sha = sha256_hex(&good);
+    eu.put_object()
+        .bucket(&replica)
+        .key(key)
+        .body(ByteStream::from(good.clone()))
+        .metadata("sha256", &sha)
+        .send()
+        .await
+        .expect("replica object");
+    let mut bad = good.clone();
+    bad[99] ^= 0x08;
+    w.put_kms(&data, key, &bad, &[("sha256", &sha)]).await;
+    let deps = w.deps(&[(
+        "SELFHEAL_RESTORE_REPLICA_BUCKETS",
+        &format!("{data}={replica}"),
+    )]);
+    let rec = one(run(&deps, eventbridge(&data, key)).await);
+    assert_eq!(rec.decision, Outcome::Acted, "{rec:#?}");
+    assert!(w.get(&data, key).await.unwrap().0 == good);
+    let reads: Vec<_> = recorded_requests(&[&format!("/{replica}/{key}")])
+        .into_iter()
+        .filter(|r| r["method"] == "GET" || r["method"] == "HEAD")
+        .collect();
+    assert!(!reads.is_empty());
+    for r in &reads {
+        let auth = header(r, "authorization").unwrap_or_default();
+        assert!(
+            auth.contains("/eu-west-1/s3/aws4_request"),
+            "{} {} signed as {auth}",
+            r["method"],
+            r["url"]
+        );
+    }
+}
+
+/// Issue 12, item 4: every part is copied only from the verified source, and the upload is
+/// completed only over the object examined.
+#[tokio::test]
+async fn a_large_restore_copies_every_part_only_from_the_verified_source() {
+    let w = World::new().await;
+    let data = w.bucket(true, true).await;
+    let replica = w.bucket(false, false).await;
+    let key = "big/conditional.bin";
+    let good = body(41, 11 * MIB);
+    let sha = sha256_hex(&good);
+    w.put(&replica, key, &good, &[("sha256", &sha)], None).await;
+    w.put_kms(&data, key, &body(42, 1000), &[("sha256", &sha)])
+        .await;
+    let deps = w.deps(&[
+        (
+            "SELFHEAL_RESTORE_REPLICA_BUCKETS",
+            &format!("{data}={replica}"),
+        ),
+        ("SELFHEAL_RESTORE_MULTIPART_COPY_THRESHOLD_BYTES", "5242880"),
+        ("SELFHEAL_RESTORE_COPY_PART_BYTES", "5242880"),
+        ("SELFHEAL_RESTORE_COPY_CONCURRENCY", "3"),
+    ]);
+    let rec = one(run(&deps, eventbridge(&data, key)).await);
+    assert_eq!(rec.decision, Outcome::Acted, "{rec:#?}");
+    assert!(w.get(&data, key).await.unwrap().0 == good);
+    let parts = recorded_requests(&[&format!("/{data}/{key}"), "partNumber="]);
+    assert_eq!(parts.len(), 3, "11 MiB in 5 MiB parts");
+    for p in &parts {
+        assert!(header(p, "x-amz-copy-source-if-match").is_some(), "{p}");
+    }
+    let complete: Vec<_> = recorded_requests(&[&format!("/{data}/{key}"), "uploadId="])
+        .into_iter()
+        .filter(|r| r["method"] == "POST")
+        .collect();
+    assert_eq!(complete.len(), 1, "{complete:?}");
+    assert!(
+        header(&complete[0], "if-match").is_some(),
+        "{}",
+        complete[0]
+    );
+}
+
+/// Issue 12, item 4: above the configured ceiling the function does not start a copy it may
+/// not finish; a person is told.
+#[tokio::test]
+async fn an_object_above_the_copy_ceiling_is_escalated_not_copied() {
+    let w = World::new().await;
+    let data = w.bucket(true, true).await;
+    let replica = w.bucket(false, false).await;
+    let key = "big/ceiling.bin";
+    let good = body(43, 200_000);
+    let sha = sha256_hex(&good);
+    w.put(&replica, key, &good, &[("sha256", &sha)], None).await;
+    let mut bad = good.clone();
+    bad[0] ^= 1;
+    w.put_kms(&data, key, &bad, &[("sha256", &sha)]).await;
+    let deps = w.deps(&[
+        (
+            "SELFHEAL_RESTORE_REPLICA_BUCKETS",
+            &format!("{data}={replica}"),
+        ),
+        ("SELFHEAL_RESTORE_MAX_COPY_BYTES", "100000"),
+    ]);
+    let rec = one(run(&deps, eventbridge(&data, key)).await);
+    assert!(w.get(&data, key).await.unwrap().0 == bad, "{rec:#?}");
+    assert_eq!(rec.decision, Outcome::Skipped, "{rec:#?}");
+    assert_eq!(rec.details["escalate"], true, "{rec:#?}");
+    assert!(
+        rec.reason.contains("SELFHEAL_RESTORE_MAX_COPY_BYTES"),
+        "{}",
+        rec.reason
+    );
+    assert_eq!(w.inbox.drain().await.len(), 1);
+}
+
+/// Issue 12, item 7: a restored copy keeps the original's ACL, Object Lock retention and
+/// legal hold, and S3 Bucket Key setting.
+#[tokio::test]
+async fn a_restored_copy_keeps_its_acl_lock_and_bucket_key() {
+    use selfheal_aws::aws_sdk_s3::types::{
+        ObjectLockLegalHoldStatus, ObjectLockMode, Permission, ServerSideEncryption,
+    };
+    let w = World::new().await;
+    let data = unique("locked").to_lowercase();
+    w.s3.create_bucket()
+        .bucket(&data)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .expect("object-lock bucket");
+    w.s3.put_bucket_tagging()
+        .bucket(&data)
+        .tagging(
+            Tagging::builder()
+                .tag_set(
+                    Tag::builder()
+                        .key("selfheal:managed")
+                        .value("true")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("bucket tags");
+    let replica = w.bucket(false, false).await;
+    let key = "data/kept.bin";
+    let good = body(44, 10_000);
+    let sha = sha256_hex(&good);
+    w.put(&replica, key, &good, &[("sha256", &sha)], None).await;
+    let mut bad = good.clone();
+    bad[3] ^= 0x02;
+    let until = selfheal_aws::aws_sdk_s3::primitives::DateTime::from_secs(
+        chrono::Utc::now().timestamp() + 86_400,
+    );
+    let all_users = "http://acs.amazonaws.com/groups/global/AllUsers";
+    w.s3.put_object()
+        .bucket(&data)
+        .key(key)
+        .body(ByteStream::from(bad.clone()))
+        .metadata("sha256", &sha)
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .bucket_key_enabled(true)
+        .object_lock_mode(ObjectLockMode::Governance)
+        .object_lock_retain_until_date(until)
+        .object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On)
+        .grant_read(format!("uri=\"{all_users}\""))
+        // S3 wants an integrity check on a put with a retention; Content-MD5 adds no witness
+        // of S3's (SSE-KMS: the ETag is not an MD5).
+        .content_md5(to_base64(&digest(Algorithm::Md5, &bad)))
+        .send()
+        .await
+        .expect("the original, corrupted");
+    let deps = w.deps(&[(
+        "SELFHEAL_RESTORE_REPLICA_BUCKETS",
+        &format!("{data}={replica}"),
+    )]);
+    let rec = one(run(&deps, eventbridge(&data, key)).await);
+    assert_eq!(rec.decision, Outcome::Acted, "{rec:#?}");
+    let head =
+        w.s3.head_object()
+            .bucket(&data)
+            .key(key)
+            .send()
+            .await
+            .expect("head");
+    assert!(w.get(&data, key).await.unwrap().0 == good);
+    assert_eq!(head.bucket_key_enabled, Some(true), "{head:?}");
+    assert_eq!(
+        head.object_lock_legal_hold_status,
+        Some(ObjectLockLegalHoldStatus::On),
+        "{head:?}"
+    );
+    assert_eq!(
+        head.object_lock_mode,
+        Some(ObjectLockMode::Governance),
+        "{head:?}"
+    );
+    assert_eq!(
+        head.object_lock_retain_until_date.map(|d| d.secs()),
+        Some(until.secs())
+    );
+    let acl =
+        w.s3.get_object_acl()
+            .bucket(&data)
+            .key(key)
+            .send()
+            .await
+            .expect("acl");
+    assert!(
+        acl.grants().iter().any(|g| {
+            g.permission() == Some(&Permission::Read)
+                && g.grantee().and_then(|g| g.uri()) == Some(all_users)
+        }),
+        "{acl:?}"
+    );
+}

@@ -25,6 +25,8 @@ pub struct GoodCopy {
     pub kind: CopyKind,
     pub object: ObjectRef,
     pub size: u64,
+    /// The ETag of the bytes verified: the copy is made only from those.
+    pub etag: Option<String>,
 }
 
 /// The result of hashing one object.
@@ -171,6 +173,41 @@ pub fn decide(
     }
 }
 
+/// The object is no longer the one examined (a new write, a delete): it must be verified
+/// again, never overwritten. `now` is its head right before the copy.
+pub fn replaced(examined: &ObjectFacts, now: Option<&ObjectFacts>) -> Option<String> {
+    let Some(now) = now else {
+        return Some("it was deleted".into());
+    };
+    if now.etag != examined.etag {
+        return Some(format!(
+            "its ETag is now {:?}, was {:?}",
+            now.etag.as_deref().unwrap_or("-"),
+            examined.etag.as_deref().unwrap_or("-")
+        ));
+    }
+    let version = |f: &ObjectFacts| f.object.as_ref().and_then(|o| o.version_id.clone());
+    match (version(examined), version(now)) {
+        (Some(a), Some(b)) if a != b => Some(format!("its version is now {b}, was {a}")),
+        _ => None,
+    }
+}
+
+/// A fix that would copy more than the ceiling is not started: it may not finish within the
+/// invocation, and a half-done restore helps nobody. A person is told instead.
+pub fn too_large(bytes: u64, settings: &Settings) -> Option<SkipReason> {
+    (bytes > settings.max_copy_bytes).then(|| {
+        SkipReason::new(
+            SkipCode::TargetNotEligible,
+            format!(
+                "the fix would copy {bytes} bytes, more than SELFHEAL_RESTORE_MAX_COPY_BYTES ({}): \
+                 not started; a person must restore it",
+                settings.max_copy_bytes
+            ),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,12 +235,41 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_or_deleted_object_counts_as_replaced() {
+        let facts = |etag: &str, v: Option<&str>| ObjectFacts {
+            object: Some(ObjectRef::new("b", "k").version(v.map(str::to_string))),
+            etag: Some(etag.into()),
+            ..ObjectFacts::default()
+        };
+        assert_eq!(replaced(&facts("a", None), Some(&facts("a", None))), None);
+        assert_eq!(
+            replaced(&facts("a", Some("1")), Some(&facts("a", Some("1")))),
+            None
+        );
+        assert!(replaced(&facts("a", None), Some(&facts("b", None))).is_some());
+        assert!(replaced(&facts("a", Some("1")), Some(&facts("a", Some("2")))).is_some());
+        assert!(replaced(&facts("a", None), None).is_some());
+    }
+
+    #[test]
+    fn a_copy_above_the_ceiling_is_not_started() {
+        let s = Settings {
+            max_copy_bytes: 100,
+            ..Settings::default()
+        };
+        assert!(too_large(100, &s).is_none());
+        let why = too_large(101, &s).expect("too large");
+        assert_eq!(why.code, SkipCode::TargetNotEligible);
+    }
+
+    #[test]
     fn decide_table() {
         let q = ObjectRef::new("b", "selfheal-quarantine/b/k/e");
         let replica = GoodCopy {
             kind: CopyKind::Replica,
             object: ObjectRef::new("r", "k"),
             size: 2,
+            etag: None,
         };
         match decide(
             &expected(),
@@ -253,6 +319,7 @@ mod tests {
             kind: CopyKind::Version,
             object: ObjectRef::new("b", "k").version(Some("v1".into())),
             size: 2,
+            etag: None,
         };
         let rewritten = Verified {
             agrees_with: Some("s3 checksum sha256".into()),
@@ -333,6 +400,7 @@ mod tests {
                 kind: CopyKind::Version,
                 object: ObjectRef::new("b", "k").version(Some("v1".into())),
                 size: 1,
+                etag: None,
             },
         };
         assert!(restore.would(&current, "why").starts_with("restore "));

@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use futures::future::{BoxFuture, FutureExt};
 
 use serde_json::Value;
 
@@ -17,10 +19,10 @@ use selfheal_core::{
     Invocation, Response, SkipCode, SkipReason, Target,
 };
 
-use crate::decide::{self, decide, Verified};
+use crate::decide::{self, decide, Fix, Verified};
 use crate::event::{self, Request};
 use crate::expect::{self, Expected};
-use crate::repair::{Corrupted, Repair, RESTORED_FROM};
+use crate::repair::{Corrupted, Repair, REPLACED_BEFORE_COPY, RESTORED_FROM};
 use crate::settings::Settings;
 use crate::sources;
 use crate::verify::verify;
@@ -35,6 +37,16 @@ pub struct Deps {
 
 /// How long a person is not told again about an object that cannot be read.
 const UNREADABLE_NOTICE_TTL_SECONDS: i64 = 365 * 24 * 3600;
+
+/// Left of the invocation when an object's work is cut short: enough to record it (and for a
+/// scrub to save its cursor) before Lambda ends the process.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
+
+/// The code of a record whose object was cut short by the invocation's deadline.
+pub(crate) const OUT_OF_TIME: &str = "out-of-time";
+
+/// How many times an object replaced during its repair is examined again in one invocation.
+const RECHECKS: u8 = 1;
 
 /// Bucket tags, read once per bucket per invocation.
 #[derive(Default)]
@@ -72,6 +84,18 @@ impl From<Failed> for Examined {
     }
 }
 
+/// What one examination of an object works within: the record it starts from, the object,
+/// the invocation, and how many more times it may start over on a replaced object.
+#[derive(Clone, Copy)]
+pub(crate) struct Examination<'a> {
+    base: &'a AuditBuilder,
+    bucket: &'a str,
+    key: &'a str,
+    tag_cache: &'a BucketTags,
+    inv: &'a Invocation,
+    rechecks: u8,
+}
+
 /// What the bytes are expected to hash to, and an independent witness of them, if any.
 struct Expectation {
     expected: Expected,
@@ -93,6 +117,44 @@ struct Subject {
     facts: ObjectFacts,
     /// Set when an earlier run restored this object (its marker): told in the record.
     restored_from: Option<String>,
+    limits: Limits,
+}
+
+/// When an object's verification and search must end: its own budget, or the invocation's
+/// deadline (less a margin), whichever comes first.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    budget: tokio::time::Instant,
+    invocation: Option<tokio::time::Instant>,
+}
+
+/// Which limit cut an object's work short.
+enum Cut {
+    /// The object's own budget: recorded as over budget, reported once, skipped until changed.
+    Budget,
+    /// The invocation's deadline: nothing is concluded; the object is examined again later.
+    Invocation,
+}
+
+impl Limits {
+    fn new(budget: Duration, inv: &Invocation) -> Self {
+        let now = tokio::time::Instant::now();
+        Self {
+            budget: now + budget,
+            invocation: inv
+                .remaining()
+                .map(|r| now + r.saturating_sub(DEADLINE_MARGIN)),
+        }
+    }
+
+    /// Runs `work` until it ends or a limit is reached.
+    async fn run<T>(&self, work: impl std::future::Future<Output = T>) -> Result<T, Cut> {
+        let (at, cut) = match self.invocation {
+            Some(i) if i < self.budget => (i, Cut::Invocation),
+            _ => (self.budget, Cut::Budget),
+        };
+        tokio::time::timeout_at(at, work).await.map_err(|_| cut)
+    }
 }
 
 impl Deps {
@@ -126,21 +188,39 @@ impl Deps {
         let audit = self
             .common
             .audit_for(inv, trigger, &format!("{bucket}/{key}"));
-        match self.examine_steps(audit, bucket, key, tag_cache).await {
-            Ok(ex) | Err(ex) => ex,
-        }
+        let at = Examination {
+            base: &audit,
+            bucket,
+            key,
+            tag_cache,
+            inv,
+            rechecks: RECHECKS,
+        };
+        self.examine_steps(audit.clone(), at).await
     }
 
-    async fn examine_steps(
-        &self,
+    /// One examination of the object; boxed, because an object replaced during its repair is
+    /// examined again from here.
+    fn examine_steps<'a>(
+        &'a self,
         audit: AuditBuilder,
-        bucket: &str,
-        key: &str,
-        tag_cache: &BucketTags,
-    ) -> Step<Examined> {
-        let tags = self.opted_in(&audit, bucket, key, tag_cache).await?;
-        let (subject, audit) = self.head(audit, bucket, key, tags).await?;
+        at: Examination<'a>,
+    ) -> BoxFuture<'a, Examined> {
+        async move {
+            match self.steps(audit, at).await {
+                Ok(ex) | Err(ex) => ex,
+            }
+        }
+        .boxed()
+    }
+
+    async fn steps(&self, audit: AuditBuilder, at: Examination<'_>) -> Step<Examined> {
+        let (bucket, key) = (at.bucket, at.key);
+        let tags = self.opted_in(&audit, bucket, key, at.tag_cache).await?;
+        let limits = Limits::new(self.settings.object_budget, at.inv);
+        let (subject, audit) = self.head(audit, bucket, key, tags, limits).await?;
         self.readable(&audit, &subject).await?;
+        self.within_budget_before(&audit, &subject).await?;
         let Expectation {
             expected,
             witness,
@@ -149,7 +229,7 @@ impl Deps {
         let (verified, audit) = self
             .check(audit, &subject, &expected, witness.as_ref())
             .await?;
-        Ok(self.repair(audit, &subject, &expected, &verified).await)
+        Ok(self.repair(audit, &subject, &expected, &verified, at).await)
     }
 
     /// Is the object eligible at all? Checked before reading anything: a bucket that did not
@@ -186,6 +266,7 @@ impl Deps {
         bucket: &str,
         key: &str,
         tags: Vec<(String, String)>,
+        limits: Limits,
     ) -> Step<(Subject, AuditBuilder)> {
         let obj = ObjectRef::new(bucket, key);
         let facts = match self.objects.head(&obj).await {
@@ -214,6 +295,7 @@ impl Deps {
             current,
             facts,
             restored_from,
+            limits,
         };
         Ok((subject, audit))
     }
@@ -237,6 +319,67 @@ impl Deps {
             audit = audit.detail("escalate", true);
         }
         Err(self.skip(audit, reason).await)
+    }
+
+    /// The ledger marker of an object (at one ETag) that ran over its budget.
+    fn over_budget_marker(s: &Subject) -> String {
+        let etag = s.facts.etag.as_deref().unwrap_or("no-etag");
+        format!("{FUNCTION}#over-budget#{}/{}#{etag}", s.bucket, s.key)
+    }
+
+    /// An object that ran over its budget before, unchanged since (same ETag), is not read
+    /// again: it would only run over again, every scrub. A person was told then.
+    async fn within_budget_before(&self, audit: &AuditBuilder, s: &Subject) -> Step<()> {
+        // A marker that cannot be read costs one more try, never a wrong answer.
+        let Ok(Some(_)) = self.cursors.get(&Self::over_budget_marker(s)).await else {
+            return Ok(());
+        };
+        let reason = SkipReason::new(
+            SkipCode::Unverifiable,
+            format!(
+                "{} could not be verified within SELFHEAL_RESTORE_OBJECT_BUDGET_SECONDS ({} s) before; not read again until it changes",
+                s.current,
+                self.settings.object_budget.as_secs()
+            ),
+        );
+        let audit = audit
+            .clone()
+            .detail("over_budget", true)
+            .detail("notified_before", true);
+        Err(self.skip(audit, reason).await)
+    }
+
+    /// An object's work cut short: over its own budget (recorded, reported once, skipped
+    /// until it changes), or at the invocation's deadline (examined again later).
+    async fn cut_short(&self, audit: AuditBuilder, s: &Subject, cut: Cut, doing: &str) -> Examined {
+        match cut {
+            Cut::Budget => {
+                let expires = chrono::Utc::now().timestamp() + UNREADABLE_NOTICE_TTL_SECONDS;
+                let marker = Self::over_budget_marker(s);
+                // A marker that cannot be written means another notice later: better than none.
+                let _ = self.cursors.put(&marker, Some("notified"), expires).await;
+                let reason = SkipReason::new(
+                    SkipCode::Unverifiable,
+                    format!(
+                        "{} was not finished {doing} within SELFHEAL_RESTORE_OBJECT_BUDGET_SECONDS ({} s): not verified; skipped until it changes",
+                        s.current,
+                        self.settings.object_budget.as_secs()
+                    ),
+                );
+                let audit = audit.detail("over_budget", true).detail("escalate", true);
+                self.skip(audit, reason).await
+            }
+            Cut::Invocation => {
+                let why = format!(
+                    "{} was not finished {doing} before the invocation's deadline; examined again later",
+                    s.current
+                );
+                self.common
+                    .failed(audit.detail("out_of_time", true), OUT_OF_TIME, why, true)
+                    .await
+                    .into()
+            }
+        }
     }
 
     /// The most trustworthy expected digest there is, with the part boundaries it needs; and,
@@ -318,24 +461,24 @@ impl Deps {
     ) -> Step<(Verified, AuditBuilder)> {
         let started = Instant::now();
         let current = &s.current;
-        let verified = match verify(
+        let work = verify(
             self.objects.as_ref(),
             current,
             s.facts.etag.as_deref(),
             expected,
             witness,
-        )
-        .await
-        {
-            Ok(v) => v,
-            Err(e) if e.is_code("PreconditionFailed") => {
+        );
+        let verified = match s.limits.run(work).await {
+            Err(cut) => return Err(self.cut_short(audit, s, cut, "verifying it").await),
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) if e.is_code("PreconditionFailed") => {
                 let reason = SkipReason::new(
                     SkipCode::ChangeInProgress,
                     format!("{current} was replaced while it was read; its own event verifies the new object"),
                 );
                 return Err(self.skip(audit, reason).await);
             }
-            Err(e) => return Err(self.fail(audit, "read-failed", &e).await),
+            Ok(Err(e)) => return Err(self.fail(audit, "read-failed", &e).await),
         };
         let audit = audit
             .detail("computed", &verified.computed)
@@ -371,10 +514,19 @@ impl Deps {
         s: &Subject,
         expected: &Expected,
         verified: &Verified,
+        at: Examination<'_>,
     ) -> Examined {
         let search =
-            sources::find_good_copy(self.objects.as_ref(), &self.settings, &s.current, expected)
-                .await;
+            sources::find_good_copy(self.objects.as_ref(), &self.settings, &s.current, expected);
+        let search = match s.limits.run(search).await {
+            Ok(found) => found,
+            Err(cut) => {
+                let audit = audit.detail("corrupt", true);
+                return self
+                    .cut_short(audit, s, cut, "searching for a good copy")
+                    .await;
+            }
+        };
         let audit = audit
             .detail("corrupt", true)
             .detail("sources_tried", &search.tried);
@@ -392,6 +544,17 @@ impl Deps {
             Decision::Act { action, reason } => (action, reason),
             Decision::Skip { reason } => return self.skip(audit, reason).await,
         };
+        let copied = match &fix {
+            // On a bucket without versioning the replaced bytes are copied too.
+            Fix::Restore { from } => from.size.max(s.facts.size),
+            Fix::Quarantine { .. } => s.facts.size,
+        };
+        if let Some(reason) = decide::too_large(copied, &self.settings) {
+            let audit = audit
+                .detail("escalate", true)
+                .detail("would", fix.would(&s.current, &reason.detail));
+            return self.skip(audit, reason).await;
+        }
         let target = format!("{}/{}", s.bucket, s.key);
         let action = Guarded {
             target: Target {
@@ -418,6 +581,19 @@ impl Deps {
             })
             .await;
         match done {
+            Ok(record) if record.details.get(REPLACED_BEFORE_COPY).is_some() && at.rechecks > 0 => {
+                // Stood down (the reservation is released): the new object is verified in its
+                // own right, and repaired only if it is corrupted too.
+                let audit = at
+                    .base
+                    .clone()
+                    .detail("replaced_before_restore", &record.reason);
+                let again = Examination {
+                    rechecks: at.rechecks - 1,
+                    ..at
+                };
+                self.examine_steps(audit, again).await
+            }
             Ok(record) => Examined {
                 record,
                 retryable: false,

@@ -12,12 +12,17 @@ use serde_json::{json, Value};
 use selfheal_core::{AuditRecord, HandlerError, Invocation, Outcome, Response};
 
 use crate::event::ScrubRequest;
-use crate::handler::{BucketTags, Deps, Examined};
+use crate::handler::{BucketTags, Deps, OUT_OF_TIME};
 use crate::settings::Location;
 use crate::FUNCTION;
 
 /// A scheduled scrub's cursor outlives a missed run or two, not an abandoned job.
 const CURSOR_TTL_SECONDS: i64 = 7 * 24 * 3600;
+
+/// A scheduled scrub saves its position as it goes, after this many objects or this long,
+/// whichever comes first: an invocation killed mid-way loses at most that much work.
+const SAVE_EVERY_OBJECTS: usize = 50;
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Counts of a scrub (or of any batch of decisions).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -29,6 +34,8 @@ pub struct Summary {
     /// Of the unverifiable: archived (GLACIER, DEEP_ARCHIVE), and SSE-C objects.
     pub archived: usize,
     pub sse_c: usize,
+    /// Of the unverifiable: not finished within the per-object budget (now or before).
+    pub over_budget: usize,
     pub unrecoverable: usize,
     pub dry_run: usize,
     pub skipped: usize,
@@ -47,6 +54,9 @@ impl Summary {
                 (Outcome::DryRun, _) => s.dry_run += 1,
                 (Outcome::Skipped, "unverifiable") => {
                     s.unverifiable += 1;
+                    if r.details.get("over_budget") == Some(&Value::Bool(true)) {
+                        s.over_budget += 1;
+                    }
                     match r.details.get("unreadable").and_then(Value::as_str) {
                         Some("archived") => s.archived += 1,
                         Some("sse-c") => s.sse_c += 1,
@@ -91,6 +101,10 @@ struct Walk {
     budget: usize,
     records: Vec<AuditRecord>,
     complete: bool,
+    /// A scheduled scrub's cursor, saved as the walk goes.
+    cursor: Option<String>,
+    saved_at: Instant,
+    unsaved: usize,
 }
 
 impl Walk {
@@ -131,6 +145,9 @@ impl Deps {
             budget: self.settings.scrub_max_objects,
             records: Vec::new(),
             complete: false,
+            cursor: req.scheduled.then(|| cursor.clone()),
+            saved_at: Instant::now(),
+            unsaved: 0,
         };
         let cache = BucketTags::default();
         while walk.index < req.targets.len() {
@@ -144,6 +161,7 @@ impl Deps {
         if req.scheduled {
             self.save_cursor(&cursor, &walk).await;
         }
+
         Ok(self.report(walk, &req.targets, inv, started))
     }
 
@@ -203,22 +221,33 @@ impl Deps {
         };
         let listed = page.keys.len();
         let bucket = target.bucket.as_str();
-        let results: Vec<(String, Examined)> = futures::stream::iter(page.keys)
+        // In key order (buffered keeps it), so the position only ever moves past objects
+        // that were examined; saved as it goes.
+        let mut results = std::pin::pin!(futures::stream::iter(page.keys)
             .take_while(|_| futures::future::ready(!self.out_of_time(inv)))
             .map(|k| async move {
                 let ex = self.examine("scrub", bucket, &k, inv, cache).await;
                 (k, ex)
             })
-            .buffered(self.settings.concurrency)
-            .collect()
-            .await;
-        walk.budget = walk.budget.saturating_sub(results.len());
-        let done_all = results.len() == listed;
-        for (k, ex) in results {
-            walk.after = Some(k);
+            .buffered(self.settings.concurrency));
+        let mut done = 0;
+        let mut stopped = false;
+        while let Some((k, ex)) = results.next().await {
+            done += 1;
+            let cut = ex.record.code == OUT_OF_TIME;
             walk.records.push(ex.record);
+            if cut {
+                // Cut short by the invocation's deadline, not its own budget: the next run
+                // starts at it again. What follows is not counted as walked either.
+                stopped = true;
+                break;
+            }
+            walk.after = Some(k);
+            walk.unsaved += 1;
+            self.save_as_it_goes(walk).await;
         }
-        if !done_all {
+        walk.budget = walk.budget.saturating_sub(done);
+        if stopped || done != listed {
             return false;
         }
         if !page.truncated {
@@ -227,6 +256,18 @@ impl Deps {
             walk.complete = walk.index >= targets.len();
         }
         true
+    }
+
+    /// Saves a scheduled scrub's position every so many objects or seconds.
+    async fn save_as_it_goes(&self, walk: &mut Walk) {
+        let Some(cursor) = walk.cursor.clone() else {
+            return;
+        };
+        if walk.unsaved >= SAVE_EVERY_OBJECTS || walk.saved_at.elapsed() >= SAVE_EVERY {
+            self.save_cursor(&cursor, walk).await;
+            walk.unsaved = 0;
+            walk.saved_at = Instant::now();
+        }
     }
 
     /// Saves where a scheduled scrub stopped (cleared when complete: the next run starts
@@ -320,6 +361,7 @@ mod tests {
                 unverifiable: 3,
                 archived: 1,
                 sse_c: 1,
+                over_budget: 0,
                 unrecoverable: 1,
                 dry_run: 1,
                 skipped: 1,

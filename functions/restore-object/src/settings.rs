@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use selfheal_core::checksums::Algorithm;
-use selfheal_core::ports::objects::{MAX_SINGLE_COPY, MIN_PART};
+use selfheal_core::ports::objects::{MAX_KEY_BYTES, MAX_SINGLE_COPY, MIN_PART};
 use selfheal_core::settings::{env, lookup, parse_bool, parse_list, parse_u64, ConfigError};
 
 /// A user-metadata key a producer records a digest under, and the digest's algorithm.
@@ -71,11 +71,24 @@ pub struct Settings {
     /// (EventBridge) scrub walks.
     pub scrub_targets: Vec<Location>,
     /// `SELFHEAL_RESTORE_MULTIPART_COPY_THRESHOLD_BYTES`: copies above this size use
-    /// UploadPartCopy (default and maximum 5 GiB, CopyObject's limit).
+    /// UploadPartCopy, parts in parallel (default 256 MiB; at most 5 GiB, CopyObject's limit).
     pub multipart_threshold: u64,
-    /// `SELFHEAL_RESTORE_COPY_PART_BYTES`: part size of a multipart copy (default 512 MiB).
+    /// `SELFHEAL_RESTORE_COPY_PART_BYTES`: part size of a multipart copy (default 128 MiB;
+    /// raised where 10,000 parts would not cover the object).
     pub copy_part_size: u64,
+    /// `SELFHEAL_RESTORE_COPY_CONCURRENCY`: parts of one multipart copy in flight at once
+    /// (default 8, 1 to 32).
+    pub copy_concurrency: usize,
+    /// `SELFHEAL_RESTORE_MAX_COPY_BYTES`: a fix that would copy more than this is not started
+    /// (it may not finish within the invocation); it is escalated instead (default 16 GiB).
+    pub max_copy_bytes: u64,
+    /// `SELFHEAL_RESTORE_OBJECT_BUDGET_SECONDS`: how long one object's verification and search
+    /// for a good copy may take (default 300). An object over it is recorded as over budget,
+    /// reported once, and skipped until it changes.
+    pub object_budget: Duration,
 }
+
+const MIB: u64 = 1024 * 1024;
 
 pub const DEFAULT_METADATA_KEYS: &str =
     "sha256,checksum-sha256:sha256,md5,content-md5:md5,crc32c,crc64nvme,crc32,sha1";
@@ -99,8 +112,11 @@ fn unreachable_defaults() -> Settings {
         scrub_max_objects: 5000,
         scrub_reserve: Duration::from_secs(60),
         scrub_targets: Vec::new(),
-        multipart_threshold: MAX_SINGLE_COPY,
-        copy_part_size: 512 * 1024 * 1024,
+        multipart_threshold: 256 * MIB,
+        copy_part_size: 128 * MIB,
+        copy_concurrency: 8,
+        max_copy_bytes: 16 * 1024 * MIB,
+        object_budget: Duration::from_secs(300),
     }
 }
 
@@ -170,6 +186,28 @@ fn scrub_targets(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<Location>,
         .collect()
 }
 
+/// `<prefix><bucket>/<key>/<etag>`, kept within S3's 1,024-byte key limit: a key too long
+/// for that is cut (on a character boundary) and a digest of the whole name is added, so two
+/// long keys that differ only past the cut still get their own quarantine copies.
+fn quarantine_key(prefix: &str, bucket: &str, key: &str, etag: &str) -> String {
+    let full = format!("{prefix}{bucket}/{key}/{etag}");
+    if full.len() <= MAX_KEY_BYTES {
+        return full;
+    }
+    let hash = selfheal_core::checksums::to_hex(&selfheal_core::checksums::digest(
+        Algorithm::Sha256,
+        full.as_bytes(),
+    ));
+    // `…/<etag>~<sha256 of the full name>`: 64 hex characters, a separator, the ETag.
+    let tail = format!("/{etag}~{hash}");
+    let room = MAX_KEY_BYTES.saturating_sub(tail.len());
+    let mut cut = room.min(full.len());
+    while cut > 0 && !full.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{tail}", &full[..cut])
+}
+
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(env)
@@ -184,9 +222,12 @@ impl Settings {
         let threshold = parse_u64(
             &get,
             "SELFHEAL_RESTORE_MULTIPART_COPY_THRESHOLD_BYTES",
-            MAX_SINGLE_COPY,
+            256 * MIB,
         )?;
-        let part = parse_u64(&get, "SELFHEAL_RESTORE_COPY_PART_BYTES", 512 * 1024 * 1024)?;
+        let part = parse_u64(&get, "SELFHEAL_RESTORE_COPY_PART_BYTES", 128 * MIB)?;
+        let copy_concurrency = parse_u64(&get, "SELFHEAL_RESTORE_COPY_CONCURRENCY", 8)?;
+        let max_copy = parse_u64(&get, "SELFHEAL_RESTORE_MAX_COPY_BYTES", 16 * 1024 * MIB)?;
+        let budget = parse_u64(&get, "SELFHEAL_RESTORE_OBJECT_BUDGET_SECONDS", 300)?;
         let max_versions = parse_u64(&get, "SELFHEAL_RESTORE_MAX_VERSIONS", 10)? as usize;
         let allow_rollback = parse_bool(&get, "SELFHEAL_RESTORE_ALLOW_ROLLBACK", false)?;
         let concurrency = parse_u64(&get, "SELFHEAL_RESTORE_CONCURRENCY", 4)? as usize;
@@ -207,6 +248,9 @@ impl Settings {
             // CopyObject cannot copy more than 5 GiB; parts below 5 MiB are refused by S3.
             multipart_threshold: threshold.clamp(MIN_PART, MAX_SINGLE_COPY),
             copy_part_size: part.clamp(MIN_PART, MAX_SINGLE_COPY),
+            copy_concurrency: (copy_concurrency as usize).clamp(1, 32),
+            max_copy_bytes: max_copy,
+            object_budget: Duration::from_secs(budget.max(1)),
         })
     }
 
@@ -225,7 +269,7 @@ impl Settings {
             .unwrap_or_else(|| bucket.to_string());
         (
             qb,
-            format!("{}{bucket}/{key}/{etag}", self.quarantine_prefix),
+            quarantine_key(&self.quarantine_prefix, bucket, key, etag),
         )
     }
 
@@ -264,13 +308,37 @@ mod tests {
             }
         );
         assert!(s.replicas.is_empty());
-        assert_eq!(s.multipart_threshold, MAX_SINGLE_COPY);
+        assert_eq!(s.multipart_threshold, 256 * MIB);
+        assert_eq!(s.copy_concurrency, 8);
+        assert_eq!(s.object_budget, Duration::from_secs(300));
         assert_eq!(
             s.quarantine_of("b", "k/x", "e").1,
             "selfheal-quarantine/b/k/x/e"
         );
         assert!(s.is_quarantine_key("b", "selfheal-quarantine/b/k"));
         assert!(!s.is_quarantine_key("b", "data/k"));
+    }
+
+    #[test]
+    fn quarantine_keys_stay_within_s3s_key_limit() {
+        let s = Settings::default();
+        let etag = "0123456789abcdef0123456789abcdef-12";
+        let long = "k".repeat(1000);
+        let (_, q) = s.quarantine_of("bucket", &long, etag);
+        assert!(q.len() <= MAX_KEY_BYTES, "{} bytes", q.len());
+        assert!(q.starts_with("selfheal-quarantine/bucket/kkkk"), "{q}");
+        assert!(s.is_quarantine_key("bucket", &q));
+        // Two long keys that differ only past the cut keep apart.
+        let other = format!("{}x", "k".repeat(999));
+        assert_ne!(q, s.quarantine_of("bucket", &other, etag).1);
+        // Multi-byte characters are not cut in half.
+        let (_, u) = s.quarantine_of("b", &"é".repeat(600), etag);
+        assert!(u.len() <= MAX_KEY_BYTES);
+        // A short key is as it always was.
+        assert_eq!(
+            s.quarantine_of("b", "k", "e").1,
+            "selfheal-quarantine/b/k/e"
+        );
     }
 
     #[test]

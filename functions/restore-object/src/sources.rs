@@ -49,7 +49,12 @@ impl Search {
         match verify(objects, &object, etag, expected, None).await {
             Ok(v) if v.matched => {
                 self.note(&object, "verified good");
-                self.good = Some(GoodCopy { kind, object, size });
+                self.good = Some(GoodCopy {
+                    kind,
+                    object,
+                    size,
+                    etag: etag.map(str::to_string),
+                });
                 self.transient = None;
                 true
             }
@@ -164,7 +169,12 @@ async fn try_versions(
             continue;
         }
         if search
-            .try_copy(objects, CopyKind::Version, (obj, v.size, None), expected)
+            .try_copy(
+                objects,
+                CopyKind::Version,
+                (obj, v.size, v.etag.as_deref()),
+                expected,
+            )
             .await
         {
             return;

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use selfheal_core::checksums::{digest, to_hex, Algorithm};
 use selfheal_core::ports::cursors::Cursors;
 use selfheal_core::ports::objects::{
-    Body, CopySpec, ListPage, ObjectFacts, ObjectRef, Objects, VersionInfo,
+    Body, CopySpec, Grant, ListPage, ObjectFacts, ObjectLock, ObjectRef, Objects, VersionInfo,
 };
 use selfheal_core::{testing, AuditRecord, AwsError, Function, HandlerError, Invocation, Outcome};
 
@@ -22,6 +22,8 @@ use crate::settings::Settings;
 use crate::FUNCTION;
 
 type Stored = (Vec<u8>, BTreeMap<String, String>);
+/// A producer's write: key, bytes, metadata.
+type Write = (String, Vec<u8>, Vec<(String, String)>);
 
 /// An unversioned object store in memory; bucket `d` opts in unless told otherwise.
 struct FakeS3 {
@@ -31,6 +33,11 @@ struct FakeS3 {
     copies: AtomicUsize,
     /// How many of the next copies fail (throttled after the SDK's retries).
     copy_failures: AtomicUsize,
+    /// Every copy asked for.
+    specs: Mutex<Vec<CopySpec>>,
+    /// A producer's write that lands as the next copy over `d` arrives (after every check
+    /// the function can make itself): (key, bytes, metadata).
+    write_at_copy: Mutex<Option<Write>>,
 }
 
 impl FakeS3 {
@@ -41,6 +48,8 @@ impl FakeS3 {
             reads: AtomicUsize::new(0),
             copies: AtomicUsize::new(0),
             copy_failures: AtomicUsize::new(0),
+            specs: Mutex::new(Vec::new()),
+            write_at_copy: Mutex::new(None),
         }
     }
 
@@ -141,6 +150,33 @@ impl Objects for FakeS3 {
             e.retryable = true;
             return Err(e);
         }
+        self.specs.lock().unwrap().push(spec.clone());
+        let write = self.write_at_copy.lock().unwrap().take();
+        if let Some((key, bytes, meta)) = write {
+            let meta: Vec<(&str, &str)> =
+                meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            self.put("d", &key, &bytes, &meta);
+        }
+        // The conditions, as S3 applies them: the ETag of what is there now.
+        let etag_of = |b: &str, k: &str| {
+            self.get(b, k)
+                .map(|(bytes, _)| format!("etag-{}", bytes.len()))
+        };
+        let failed = |what: &str| {
+            let mut e = AwsError::new("s3:CopyObject", &spec.dest_key, format!("{what} failed"));
+            e.code = Some("PreconditionFailed".into());
+            Err(e)
+        };
+        if spec.source_if_match.is_some()
+            && spec.source_if_match != etag_of(&spec.source.bucket, &spec.source.key)
+        {
+            return failed("x-amz-copy-source-if-match");
+        }
+        if spec.dest_if_match.is_some()
+            && spec.dest_if_match != etag_of(&spec.dest_bucket, &spec.dest_key)
+        {
+            return failed("If-Match");
+        }
         let (bytes, _) = self
             .get(&spec.source.bucket, &spec.source.key)
             .expect("copy of a missing object");
@@ -151,6 +187,15 @@ impl Objects for FakeS3 {
             .collect();
         self.put(&spec.dest_bucket, &spec.dest_key, &bytes, &meta);
         Ok(None)
+    }
+    async fn acl(&self, _: &ObjectRef) -> Result<Option<Vec<Grant>>, AwsError> {
+        Ok(None)
+    }
+    async fn object_lock_enabled(&self, _: &str) -> Result<bool, AwsError> {
+        Ok(false)
+    }
+    async fn put_object_lock(&self, _: &ObjectRef, _: &ObjectLock) -> Result<(), AwsError> {
+        unreachable!("no bucket here has Object Lock")
     }
 }
 
@@ -239,7 +284,59 @@ async fn restored_once_from_the_replica_then_the_cooldown_refusal_is_escalated()
     );
     assert_eq!(again.details["escalate"], true);
     assert!(again.notify_worthy());
-    assert_eq!(s3.copies.load(Ordering::SeqCst), 1);
+    // The bucket is unversioned: the corrupted bytes were kept before the restore.
+    assert_eq!(s3.copies.load(Ordering::SeqCst), 2);
+}
+
+/// Every copy is conditional: only from the bytes verified, and (over the object) only while
+/// it is still the one examined.
+#[tokio::test]
+async fn copies_are_conditional_on_what_was_verified() {
+    let s3 = corrupted(true);
+    let deps = deps(&s3, &[], &[("SELFHEAL_RESTORE_REPLICA_BUCKETS", "d=r")]);
+    let rec = one(&deps, "k").await;
+    assert_eq!(rec.decision, Outcome::Acted, "{rec:#?}");
+    let specs = s3.specs.lock().unwrap().clone();
+    let examined = Some(format!("etag-{}", BAD.len()));
+    let replica = Some(format!("etag-{}", GOOD.len()));
+    let kept = specs
+        .iter()
+        .find(|c| c.dest_key.starts_with("selfheal-quarantine/"))
+        .expect("the replaced bytes kept first");
+    assert_eq!(kept.source_if_match, examined);
+    let restore = specs
+        .iter()
+        .find(|c| c.dest_key == "k")
+        .expect("the restore");
+    assert_eq!(restore.source_if_match, replica);
+    assert_eq!(restore.dest_if_match, examined);
+}
+
+/// Issue 12, item 1, through the fake port (the emulator ignores the copy conditions,
+/// README): a producer's write that lands after every check the function can make itself, as
+/// its copy arrives, is refused by the copy's condition; the new object is re-verified and
+/// left alone, never overwritten.
+#[tokio::test]
+async fn a_write_landing_as_the_copy_arrives_is_not_overwritten() {
+    let s3 = corrupted(true);
+    let newer: &[u8] = b"a newer object, and a good one";
+    *s3.write_at_copy.lock().unwrap() = Some((
+        "k".into(),
+        newer.to_vec(),
+        vec![("sha256".into(), sha(newer))],
+    ));
+    let deps = deps(&s3, &[], &[("SELFHEAL_RESTORE_REPLICA_BUCKETS", "d=r")]);
+    let rec = one(&deps, "k").await;
+    assert_eq!(s3.get("d", "k").unwrap().0, newer, "{rec:#?}");
+    assert_eq!(
+        (rec.decision, rec.code.as_str()),
+        (Outcome::Skipped, "nothing-to-do"),
+        "{rec:#?}"
+    );
+    assert!(
+        rec.details["replaced_before_restore"].is_string(),
+        "{rec:#?}"
+    );
 }
 
 /// Issue 13, item 7: a copy that still failed after the SDK's retries kept its reservation:

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::pin::Pin;
 
-use async_trait::async_trait;
+/// The macro the port is declared with, for implementations outside this crate (test
+/// wrappers around the adapter) that do not depend on it themselves.
+pub use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 use serde::Serialize;
@@ -89,6 +91,33 @@ pub struct ObjectFacts {
     pub encryption: Encryption,
     pub headers: ContentHeaders,
     pub storage_class: Option<String>,
+    /// `x-amz-server-side-encryption-bucket-key-enabled` as S3 reported it.
+    pub bucket_key_enabled: Option<bool>,
+    pub object_lock: ObjectLock,
+}
+
+/// Object Lock settings of one object version (all empty when it has none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ObjectLock {
+    /// `GOVERNANCE` or `COMPLIANCE`.
+    pub mode: Option<String>,
+    /// RFC 3339.
+    pub retain_until: Option<String>,
+    pub legal_hold: bool,
+}
+
+impl ObjectLock {
+    pub fn is_empty(&self) -> bool {
+        self.mode.is_none() && self.retain_until.is_none() && !self.legal_hold
+    }
+}
+
+/// One grant of an object's ACL: the grantee as S3's grant headers name it
+/// (`id="…"`, `uri="…"`, `emailAddress="…"`) and the permission (`READ`, `FULL_CONTROL`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    pub grantee: String,
+    pub permission: String,
 }
 
 /// One version of a key.
@@ -127,6 +156,18 @@ pub struct CopySpec {
     /// Above this size the copy is multipart (UploadPartCopy). CopyObject's limit is 5 GiB.
     pub multipart_threshold: u64,
     pub part_size: u64,
+    /// Parts copied at once by a multipart copy.
+    pub part_concurrency: usize,
+    /// The source's ETag as verified: sent as `x-amz-copy-source-if-match` on CopyObject and
+    /// every UploadPartCopy, so that other bytes than the verified ones are never copied.
+    pub source_if_match: Option<String>,
+    /// The destination's ETag as examined: sent as `If-Match` on CopyObject and
+    /// CompleteMultipartUpload, so that a newer write is never replaced.
+    pub dest_if_match: Option<String>,
+    /// Keep the S3 Bucket Key setting of the object (SSE-KMS).
+    pub bucket_key_enabled: Option<bool>,
+    /// The ACL grants to put on the copy (only set on buckets whose ownership allows ACLs).
+    pub grants: Option<Vec<Grant>>,
 }
 
 /// A streamed object body: chunks as they arrive, never the whole object.
@@ -160,9 +201,20 @@ pub trait Objects: Send + Sync {
         start_after: Option<&str>,
         max_keys: i32,
     ) -> Result<ListPage, AwsError>;
-    /// Copies server-side; returns the new version id (when versioned).
+    /// Copies server-side; returns the new version id (when versioned). A condition that no
+    /// longer holds fails with the code `PreconditionFailed`.
     async fn copy(&self, spec: &CopySpec) -> Result<Option<String>, AwsError>;
+    /// The object's ACL grants; `None` when the bucket's ownership setting disables ACLs
+    /// (BucketOwnerEnforced): there is nothing to keep.
+    async fn acl(&self, obj: &ObjectRef) -> Result<Option<Vec<Grant>>, AwsError>;
+    /// Whether the bucket has Object Lock enabled.
+    async fn object_lock_enabled(&self, bucket: &str) -> Result<bool, AwsError>;
+    /// Puts a legal hold and a retention (where `lock` has them) on one object version.
+    async fn put_object_lock(&self, obj: &ObjectRef, lock: &ObjectLock) -> Result<(), AwsError>;
 }
+
+/// The S3 key limit (bytes of UTF-8).
+pub const MAX_KEY_BYTES: usize = 1024;
 
 /// CopyObject's own limit for a single request.
 pub const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
