@@ -60,6 +60,14 @@ fn aws_ports(sdk: &SdkConfig, settings: &Settings, ledger_table: &str) -> Ports 
         )),
         ParkingLocation::Queue { url } => Arc::new(QueueParking::new(queues.clone(), url)),
     };
+    let spill = match &settings.spill {
+        Some(ParkingLocation::S3 { bucket, prefix }) => Some(Arc::new(S3Parking::new(
+            selfheal_aws::config::s3_client(sdk),
+            bucket,
+            prefix,
+        )) as Arc<dyn ParkingStore>),
+        _ => None,
+    };
     let ddb = selfheal_aws::aws_sdk_dynamodb::Client::new(sdk);
     let processed = settings.processed_table.as_ref().map(|t| {
         Arc::new(DynamoProcessed::new(
@@ -71,6 +79,7 @@ fn aws_ports(sdk: &SdkConfig, settings: &Settings, ledger_table: &str) -> Ports 
     Ports {
         queues,
         parking,
+        spill,
         ledger: Arc::new(DynamoIdempotency::new(ddb, ledger_table)),
         processed,
     }
@@ -1549,6 +1558,7 @@ async fn no_transaction_is_lost_or_doubled_beyond_the_guarantee_under_faults() {
         Ports {
             queues: Arc::new(ChaosQueues(p.queues.clone(), c.clone())),
             parking: Arc::new(ChaosParking(p.parking.clone(), c.clone())),
+            spill: p.spill.clone(),
             ledger: Arc::new(ChaosLedger(p.ledger.clone(), c.clone())),
             processed: p
                 .processed
@@ -1912,4 +1922,100 @@ async fn a_parked_transaction_re_sent_by_hand_that_fails_again_is_replayed_not_d
     let parked = w.parked().await;
     assert_eq!(parked.len(), 2, "parked again, not dropped: {parked:?}");
     assert!(parked.iter().all(|p| p["transaction_id"] == "tx-resent"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 12 item 2: a document too large for the parking queue.
+
+/// A parking queue that keeps messages of at most 256 KiB (the template sets this size and
+/// passes it as SELFHEAL_REPLAY_PARKING_MAX_BYTES), and a poison record whose parked
+/// document (the body, escaped, plus attributes) is larger than that.
+async fn oversized(w: &World) -> (String, Rec) {
+    let url = w
+        .sqs
+        .create_queue()
+        .queue_name(unique("parked-small"))
+        .attributes(QueueAttributeName::MaximumMessageSize, "262144")
+        .send()
+        .await
+        .expect("parking queue")
+        .queue_url
+        .expect("url");
+    let body = json!({"transaction_id": "tx-big", "member_id": "m-1", "points": 0,
+                      "kind": "earn", "note": "\"quoted\" ".repeat(20_000)})
+    .to_string();
+    assert!(body.len() < 262_144, "the record itself fits a queue");
+    (url, rec(body))
+}
+
+/// Issue 12, replay-transactions item 2: the full document goes to the spill location and a
+/// small pointer (reason, transaction, message, where, digest, size) is parked; the record
+/// leaves the dead-letter queue.
+#[tokio::test]
+async fn an_oversized_parked_document_is_spilled_to_s3_and_a_pointer_is_parked() {
+    let w = World::new(false).await;
+    let (parking, r) = oversized(&w).await;
+    let spill = format!("s3://{}/spill/", w.bucket);
+    let deps = w.deps(&[
+        ("SELFHEAL_REPLAY_PARKING", parking.as_str()),
+        ("SELFHEAL_REPLAY_SPILL", spill.as_str()),
+    ]);
+    let id = r.id.clone();
+    let original = r.body.clone();
+    let (failed, audits) = run(&deps, &event(DLQ_ARN, &[r])).await;
+    assert!(failed.is_empty(), "{audits:?}");
+    assert_eq!(audits[0].details["park_reason"], "poison", "{audits:?}");
+
+    let parked = receive_all(&w.sqs, &parking).await;
+    assert_eq!(parked.len(), 1, "one pointer parked");
+    let pointer: Value = serde_json::from_str(&parked[0].body).unwrap();
+    assert!(parked[0].body.len() < 4096, "{}", parked[0].body);
+    assert_eq!(pointer["reason"], "poison");
+    assert_eq!(pointer["transaction_id"], "tx-big");
+    assert_eq!(pointer["source"]["message_id"], id.as_str());
+    let uri = pointer["spilled"]["uri"].as_str().expect("uri");
+    let key = format!("spill/poison/{id}.json");
+    assert_eq!(uri, format!("s3://{}/{key}", w.bucket));
+    let obj =
+        w.s3.get_object()
+            .bucket(&w.bucket)
+            .key(&key)
+            .send()
+            .await
+            .expect("spilled document");
+    let bytes = obj.body.collect().await.unwrap().into_bytes();
+    assert!(bytes.len() > 262_144);
+    assert_eq!(pointer["spilled"]["bytes"], bytes.len());
+    assert_eq!(
+        pointer["spilled"]["sha256"],
+        replay_transactions::park::sha256_hex(&bytes)
+    );
+    let full: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(full["message"]["body"], original.as_str(), "kept whole");
+    assert_eq!(full["reason"], "poison");
+}
+
+/// Issue 12, replay-transactions item 2, without a spill location: the record is not deleted
+/// (it stays in the dead-letter queue), its audit says why, and a person is told once, not
+/// at every redelivery.
+#[tokio::test]
+async fn an_oversized_document_without_a_spill_location_stays_and_is_notified_once() {
+    let w = World::new(false).await;
+    let (parking, r) = oversized(&w).await;
+    let deps = w.deps(&[("SELFHEAL_REPLAY_PARKING", parking.as_str())]);
+    let ev = event(DLQ_ARN, &[r]);
+    let id = ev["Records"][0]["messageId"].as_str().unwrap().to_string();
+    for round in 0..3 {
+        let (failed, audits) = run(&deps, &ev).await;
+        assert_eq!(failed, vec![id.clone()], "round {round}: {audits:?}");
+        assert_eq!(audits[0].code, "too-big-to-park", "{audits:?}");
+        assert!(
+            audits[0].reason.contains("SELFHEAL_REPLAY_SPILL"),
+            "{}",
+            audits[0].reason
+        );
+    }
+    assert!(receive_all(&w.sqs, &parking).await.is_empty());
+    let notices = w.inbox.drain().await;
+    assert_eq!(notices.len(), 1, "told once: {notices:?}");
 }

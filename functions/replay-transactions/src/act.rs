@@ -5,19 +5,28 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use selfheal_core::ports::idempotency::{ClaimResult, Settle};
-use selfheal_core::ports::parking::ParkedDocument;
+use selfheal_core::ports::idempotency::{Claim, ClaimResult, Settle};
+use selfheal_core::ports::parking::{ParkedDocument, ParkingLocation};
 use selfheal_core::ports::queues::{OutgoingMessage, SendError};
 use selfheal_core::{AwsError, Invocation, SkipCode, SkipReason};
 
 use crate::batch::{Batch, Ending};
 use crate::handler::Handler;
-use crate::park::{self, ParkContext};
+use crate::park::{self, ParkContext, Placement};
 use crate::plan::{Action, ParkReason};
 use crate::FUNCTION;
 
 /// Time that must be left before the deadline to start sending: enough to send and record.
 const ACT_RESERVE: Duration = Duration::from_secs(2);
+
+/// Why a document was not parked.
+#[derive(Debug, Clone)]
+pub(crate) enum ParkFailure {
+    /// The parking location (or the spill location) refused or did not answer.
+    Aws(AwsError),
+    /// Larger than the parking queue takes, and no spill location is set.
+    TooBig { bytes: usize, limit: usize },
+}
 
 impl Handler {
     /// Claims every pending record, and the hourly budget, in one ledger transaction. A
@@ -140,11 +149,121 @@ impl Handler {
             .await
     }
 
-    async fn park(&self, docs: &[ParkedDocument]) -> Vec<Result<String, AwsError>> {
+    /// Parks each document: as is when it fits the parking location; a document too large
+    /// for the parking queue is first written whole to the spill location and a pointer to it
+    /// is parked instead (issue 12 item 2). One result per document, in order.
+    async fn park(&self, docs: &[ParkedDocument]) -> Vec<Result<String, ParkFailure>> {
         if docs.is_empty() {
             return Vec::new();
         }
-        self.ports.parking.park(docs).await
+        let limit = self.settings.parking_limit();
+        let spill = self.ports.spill.as_ref();
+        let mut results: Vec<Option<Result<String, ParkFailure>>> = vec![None; docs.len()];
+        // (index, document to park, where the whole document was spilled)
+        let mut outgoing: Vec<(usize, ParkedDocument, Option<String>)> = Vec::new();
+        let mut to_spill: Vec<usize> = Vec::new();
+        for (i, d) in docs.iter().enumerate() {
+            match park::placement(d, limit, spill.is_some()) {
+                Placement::AsIs => outgoing.push((i, d.clone(), None)),
+                Placement::Spill => to_spill.push(i),
+                Placement::TooBig { bytes, limit } => {
+                    if let Some(r) = results.get_mut(i) {
+                        *r = Some(Err(ParkFailure::TooBig { bytes, limit }));
+                    }
+                }
+            }
+        }
+        if let (Some(spill), false) = (spill, to_spill.is_empty()) {
+            let whole: Vec<ParkedDocument> = to_spill
+                .iter()
+                .filter_map(|&i| docs.get(i).cloned())
+                .collect();
+            let written = spill.park(&whole).await;
+            for ((&i, d), w) in to_spill.iter().zip(&whole).zip(written) {
+                match w {
+                    Ok(key) => {
+                        let uri = self.spill_uri(&key);
+                        outgoing.push((i, park::pointer(d, &uri), Some(uri)));
+                    }
+                    Err(e) => {
+                        if let Some(r) = results.get_mut(i) {
+                            *r = Some(Err(ParkFailure::Aws(e)));
+                        }
+                    }
+                }
+            }
+        }
+        if !outgoing.is_empty() {
+            let batch: Vec<ParkedDocument> = outgoing.iter().map(|(_, d, _)| d.clone()).collect();
+            let parked = self.ports.parking.park(&batch).await;
+            for ((i, _, spilled), p) in outgoing.into_iter().zip(parked) {
+                if let Some(r) = results.get_mut(i) {
+                    *r = Some(
+                        p.map(|at| match spilled {
+                            Some(uri) => format!("{at} (pointer; the whole document is at {uri})"),
+                            None => at,
+                        })
+                        .map_err(ParkFailure::Aws),
+                    );
+                }
+            }
+        }
+        let location = self.ports.parking.location();
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(ParkFailure::Aws(AwsError::new(
+                        "park",
+                        location.clone(),
+                        "the parking location reported nothing for this document",
+                    )))
+                })
+            })
+            .collect()
+    }
+
+    /// The S3 URI of a spilled document's key.
+    fn spill_uri(&self, key: &str) -> String {
+        match &self.settings.spill {
+            Some(ParkingLocation::S3 { bucket, .. }) => format!("s3://{bucket}/{key}"),
+            _ => key.to_string(),
+        }
+    }
+
+    /// Tells a person once about each record whose document is too large to park: the first
+    /// invocation to claim `<function>#notice#too-big#<message id>` in the ledger notifies,
+    /// every later redelivery of the record (until the ledger forgets it) is only logged.
+    /// When the ledger cannot say, the notice goes out again rather than never.
+    pub(crate) async fn notice_once(&self, b: &mut Batch<'_>, inv: &Invocation) {
+        let idx = std::mem::take(&mut b.too_big);
+        if idx.is_empty() {
+            return;
+        }
+        let claims: Vec<Claim> = idx
+            .iter()
+            .filter_map(|&i| b.slots.get(i))
+            .map(|s| Claim {
+                key: format!("{FUNCTION}#notice#too-big#{}", s.inc.message_id),
+                owner: inv.request_id.clone(),
+                lease_until: b.expires_at,
+                expires_at: b.expires_at,
+                uses_budget: false,
+            })
+            .collect();
+        match self.ports.ledger.claim(&claims, None, b.ts).await {
+            Ok(results) => {
+                for (&i, r) in idx.iter().zip(results) {
+                    if let (Some(s), false) = (b.slots.get_mut(i), r == ClaimResult::Claimed) {
+                        s.detail("notified_before", true);
+                        s.quiet();
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(function = FUNCTION, error = %e, "could not check whether a too-big record was notified before; notifying");
+            }
+        }
     }
 
     /// A sent replay is done; one SQS refused for good for a fault of the message itself (a
@@ -232,7 +351,7 @@ impl Handler {
         &self,
         b: &mut Batch<'_>,
         idx: &[usize],
-        results: Vec<Result<String, AwsError>>,
+        results: Vec<Result<String, ParkFailure>>,
     ) {
         let location = self.ports.parking.location();
         for (&i, res) in idx.iter().zip(results) {
@@ -260,10 +379,29 @@ impl Handler {
                         false,
                     );
                 }
-                Err(e) => {
+                Err(ParkFailure::Aws(e)) => {
                     s.detail("retryable", e.retryable);
                     b.release.push(s.key.clone());
                     s.end(Ending::Failed("park-failed", e.to_string()), true);
+                }
+                Err(ParkFailure::TooBig { bytes, limit }) => {
+                    // Not deleted: a record that cannot be parked stays where it is, and a
+                    // person is told (once, see `notice_once`).
+                    s.detail("park_reason", why.as_str());
+                    s.detail("document_bytes", bytes);
+                    s.detail("parking_max_bytes", limit);
+                    b.release.push(s.key.clone());
+                    b.too_big.push(i);
+                    s.end(
+                        Ending::Failed(
+                            "too-big-to-park",
+                            format!(
+                                "the parked document ({}) is {bytes} bytes, more than the parking queue takes ({limit}, SELFHEAL_REPLAY_PARKING_MAX_BYTES), and no spill location is set (SELFHEAL_REPLAY_SPILL): the record stays in the dead-letter queue; set a spill location, or take it out by hand",
+                                why.as_str()
+                            ),
+                        ),
+                        true,
+                    );
                 }
             }
         }

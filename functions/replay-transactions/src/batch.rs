@@ -125,6 +125,8 @@ pub struct Batch<'a> {
     pub done: Vec<Settle>,
     /// Claims to give back at the end (the record was not handled).
     pub release: Vec<String>,
+    /// Records whose parked document was too large to park (told to a person once).
+    pub too_big: Vec<usize>,
 }
 
 impl<'a> Batch<'a> {
@@ -139,6 +141,7 @@ impl<'a> Batch<'a> {
             fifo,
             done: Vec::new(),
             release: Vec::new(),
+            too_big: Vec::new(),
         }
     }
 

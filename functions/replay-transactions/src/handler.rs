@@ -29,6 +29,8 @@ pub struct Ports {
     /// The processing queue: replays go there, and its tags carry the opt-in.
     pub queues: Arc<dyn Queues>,
     pub parking: Arc<dyn ParkingStore>,
+    /// Where a document too large for a parking queue is written whole (S3), when set.
+    pub spill: Option<Arc<dyn ParkingStore>>,
     pub ledger: Arc<dyn IdempotencyLedger>,
     /// The loyalty service's processed-transactions table, when there is one.
     pub processed: Option<Arc<dyn ProcessedLookup>>,
@@ -111,6 +113,7 @@ impl Handler {
         self.give_back_if_late(b, inv);
         self.send(b, inv).await;
         self.park_refused(b, inv).await;
+        self.notice_once(b, inv).await;
         self.record(b).await;
     }
 

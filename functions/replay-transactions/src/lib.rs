@@ -21,7 +21,7 @@
 mod act;
 mod batch;
 pub mod handler;
-mod park;
+pub mod park;
 pub mod plan;
 mod prepare;
 pub mod settings;

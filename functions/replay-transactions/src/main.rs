@@ -27,6 +27,15 @@ async fn main() -> ExitCode {
             )),
             ParkingLocation::Queue { url } => Arc::new(QueueParking::new(queues.clone(), url)),
         };
+        let spill = match &settings.spill {
+            Some(ParkingLocation::S3 { bucket, prefix }) => Some(Arc::new(S3Parking::new(
+                selfheal_aws::config::s3_client(&sdk),
+                bucket,
+                prefix,
+            ))
+                as Arc<dyn ParkingStore>),
+            _ => None,
+        };
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
         // The shared bootstrap has already refused to start without a ledger table.
         let table = common
@@ -43,6 +52,7 @@ async fn main() -> ExitCode {
         let ports = Ports {
             queues,
             parking,
+            spill,
             ledger,
             processed,
         };

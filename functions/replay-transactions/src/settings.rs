@@ -14,6 +14,15 @@ pub struct Settings {
     pub processing_queue_url: String,
     /// `SELFHEAL_REPLAY_PARKING` (required): `s3://bucket/prefix/` or an SQS queue URL.
     pub parking: ParkingLocation,
+    /// `SELFHEAL_REPLAY_PARKING_MAX_BYTES`: the parking queue's MaximumMessageSize, default
+    /// 262144 (256 KiB), between 1024 and 1048576 (SQS's range). A parked document larger
+    /// than this is spilled (below). Not used when parking is S3.
+    pub parking_max_bytes: usize,
+    /// `SELFHEAL_REPLAY_SPILL`: `s3://bucket/prefix/` where a parked document too large for
+    /// the parking queue is written whole, a small pointer to it being parked instead. Unset:
+    /// such a record stays in the dead-letter queue and a person is told (once). Not used
+    /// when parking is S3 (an object has no such limit).
+    pub spill: Option<ParkingLocation>,
     /// `SELFHEAL_REPLAY_PROCESSED_TABLE`: the loyalty service's processed-transactions table;
     /// unset means no "already applied" lookup.
     pub processed_table: Option<String>,
@@ -67,6 +76,28 @@ impl Settings {
             value: parking.clone(),
             expected: "s3://bucket/prefix/ or an SQS queue URL",
         })?;
+        let parking_max_bytes = parse_u64(&get, "SELFHEAL_REPLAY_PARKING_MAX_BYTES", 262_144)?;
+        if !(1_024..=1_048_576).contains(&parking_max_bytes) {
+            return Err(ConfigError::Invalid {
+                name: "SELFHEAL_REPLAY_PARKING_MAX_BYTES",
+                value: parking_max_bytes.to_string(),
+                expected:
+                    "a size in bytes from 1024 to 1048576 (the parking queue's MaximumMessageSize)",
+            });
+        }
+        let spill = match get("SELFHEAL_REPLAY_SPILL") {
+            None => None,
+            Some(v) => match ParkingLocation::parse(&v) {
+                Ok(l @ ParkingLocation::S3 { .. }) => Some(l),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "SELFHEAL_REPLAY_SPILL",
+                        value: v.clone(),
+                        expected: "s3://bucket/prefix/",
+                    })
+                }
+            },
+        };
         // Counts and caps are u32 in the ledger and the decisions; a larger value is a typo.
         let small = |name: &'static str, default: u64| -> Result<u32, ConfigError> {
             let v = parse_u64(&get, name, default)?;
@@ -90,6 +121,8 @@ impl Settings {
         Ok(Self {
             processing_queue_url,
             parking,
+            parking_max_bytes: usize::try_from(parking_max_bytes).unwrap_or(262_144),
+            spill,
             processed_table: get("SELFHEAL_REPLAY_PROCESSED_TABLE"),
             processed_key: get("SELFHEAL_REPLAY_PROCESSED_KEY")
                 .unwrap_or_else(|| "transaction_id".into()),
@@ -101,6 +134,14 @@ impl Settings {
             dlq_retention_seconds,
             park_before_expiry_seconds,
         })
+    }
+
+    /// The largest document the parking location takes as is: the queue's limit, none for S3.
+    pub fn parking_limit(&self) -> Option<usize> {
+        match self.parking {
+            ParkingLocation::Queue { .. } => Some(self.parking_max_bytes),
+            ParkingLocation::S3 { .. } => None,
+        }
     }
 
     /// What the per-record decisions need to know of the settings.
@@ -148,6 +189,9 @@ mod tests {
         assert_eq!(s.processed_key, "transaction_id");
         assert_eq!(s.processed_table, None);
         assert_eq!(s.record_ttl_seconds, 1_209_600);
+        assert_eq!(s.parking_max_bytes, 262_144);
+        assert_eq!(s.spill, None);
+        assert_eq!(s.parking_limit(), None, "S3 parking has no size limit");
         assert!(!s.rules().target_fifo);
         assert_eq!(s.rules().park_at_age_seconds, 13 * 86_400);
         let mut short = REQUIRED.to_vec();
@@ -169,5 +213,42 @@ mod tests {
         let mut bad = REQUIRED.to_vec();
         bad[1] = ("SELFHEAL_REPLAY_PARKING", "somewhere");
         assert!(settings(&bad).is_err());
+    }
+
+    #[test]
+    fn parking_size_and_spill() {
+        let queue = [
+            REQUIRED[0],
+            (
+                "SELFHEAL_REPLAY_PARKING",
+                "https://sqs.eu-west-1.amazonaws.com/1/parked",
+            ),
+        ];
+        assert_eq!(settings(&queue).unwrap().parking_limit(), Some(262_144));
+        for (value, ok) in [
+            ("1024", true),
+            ("1048576", true),
+            ("1023", false),
+            ("1048577", false),
+        ] {
+            let mut env = queue.to_vec();
+            env.push(("SELFHEAL_REPLAY_PARKING_MAX_BYTES", value));
+            assert_eq!(settings(&env).is_ok(), ok, "{value}");
+        }
+        let mut env = queue.to_vec();
+        env.push(("SELFHEAL_REPLAY_SPILL", "s3://spill/big"));
+        assert_eq!(
+            settings(&env).unwrap().spill,
+            Some(ParkingLocation::S3 {
+                bucket: "spill".into(),
+                prefix: "big/".into()
+            })
+        );
+        let mut env = queue.to_vec();
+        env.push((
+            "SELFHEAL_REPLAY_SPILL",
+            "https://sqs.eu-west-1.amazonaws.com/1/q",
+        ));
+        assert!(settings(&env).is_err(), "a spill location is a bucket");
     }
 }
