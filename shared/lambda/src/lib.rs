@@ -3,6 +3,7 @@
 //! function shares (ledger, kill switch, notifier), and JSON telemetry.
 
 pub mod bootstrap;
+pub mod http;
 pub mod runtime;
 pub mod telemetry;
 
