@@ -514,10 +514,19 @@ async fn an_event_without_the_alarm_arn_reads_the_tags_by_the_alarms_own() {
 #[test]
 fn every_sample_event_for_this_function_parses() {
     let samples = selfheal_core::samples::for_function(FUNCTION).unwrap();
+    let mut verifications = 0;
     for (name, v) in &samples {
+        // A follow-up (closed loop) is not an alarm: its own shape.
+        if let Some(read) = selfheal_core::episode::verification_in(v) {
+            let verify = read.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(verify.function, FUNCTION, "{name}");
+            verifications += 1;
+            continue;
+        }
         let alarms = parse_alarms(v).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!alarms.is_empty(), "{name}");
     }
+    assert_eq!(verifications, 1, "one sample verification");
     let seen = samples.len();
     assert!(seen >= 6, "expected samples for every shape, found {seen}");
 }

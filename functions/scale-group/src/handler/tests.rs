@@ -155,10 +155,19 @@ async fn handle(d: &Deps, ev: Value) -> AuditRecord {
 #[test]
 fn every_sample_event_for_this_function_parses() {
     let samples = selfheal_core::samples::for_function(FUNCTION).unwrap();
+    let mut verifications = 0;
     for (name, v) in &samples {
+        // A follow-up (closed loop) is not an alarm: its own shape.
+        if let Some(read) = selfheal_core::episode::verification_in(v) {
+            let verify = read.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(verify.function, FUNCTION, "{name}");
+            verifications += 1;
+            continue;
+        }
         let alarms = parse_alarms(v).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!alarms.is_empty(), "{name}");
     }
+    assert_eq!(verifications, 1, "one sample verification");
     let seen = samples.len();
     assert!(seen >= 7, "expected samples for every shape, found {seen}");
 }
