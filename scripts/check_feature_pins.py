@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 FUNCTIONS = ["reboot-instance", "restore-object", "replay-transactions", "scale-group"]
-SDK = ["ec2", "s3", "sqs", "dynamodb", "autoscaling", "cloudwatch", "ssm", "sns"]
+SDK = ["ec2", "s3", "sqs", "dynamodb", "autoscaling", "cloudwatch", "ssm", "sns", "scheduler"]
 
 
 def tree(*args):
