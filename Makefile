@@ -79,7 +79,8 @@ soak: setup
 	mkdir -p target && : > target/soak.log
 	SELFHEAL_STORM_EVENTS=1000 SELFHEAL_STORM_TARGETS=200 SELFHEAL_STORM_GROUPS=20 \
 	  scripts/with-moto.sh --state .moto/soak cargo test -p selfheal-tests --locked -- guardrails:: --nocapture --test-threads 1 2>&1 | tee -a target/soak.log
-	SELFHEAL_FUZZ_CASES=1000000 cargo test --locked -p selfheal-core -p restore-object -p replay-transactions --lib fuzzed -- --nocapture 2>&1 | tee -a target/soak.log
+	SELFHEAL_FUZZ_CASES=1000000 cargo test --locked -p selfheal-core -p restore-object -p replay-transactions -p selfheal-lambda --lib fuzzed -- --nocapture 2>&1 | tee -a target/soak.log
+	SELFHEAL_TOKEN_CASES=100000 cargo test --locked -p selfheal-core --lib approval:: -- --nocapture 2>&1 | tee -a target/soak.log
 	python3 scripts/soak_report.py target/soak.log > bench/SOAK.md
 
 demo: setup
