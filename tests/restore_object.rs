@@ -1399,3 +1399,52 @@ async fn a_restored_copy_keeps_its_acl_lock_and_bucket_key() {
         "{acl:?}"
     );
 }
+
+/// Issue 12, item 3: a scheduled scrub saves its cursor as it goes, so an invocation killed
+/// mid-walk (here by the harness, on an object the function itself does not cut short)
+/// costs the next run a few objects, not the whole walk.
+#[tokio::test]
+async fn a_killed_scrub_resumes_near_where_it_was_killed() {
+    let w = World::new().await;
+    let data = w.bucket(true, false).await;
+    for i in 0..60 {
+        let b = body(50 + i as u8, 64);
+        w.put(
+            &data,
+            &format!("walk/{i:04}.bin"),
+            &b,
+            &[("sha256", &sha256_hex(&b))],
+            None,
+        )
+        .await;
+    }
+    let settings = [
+        ("SELFHEAL_RESTORE_SCRUB_TARGETS", format!("{data}/walk/")),
+        ("SELFHEAL_RESTORE_OBJECT_BUDGET_SECONDS", "600".to_string()),
+    ];
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut killed = w.deps(&settings);
+    let mut hooked = Hooked::new(&w);
+    hooked.slow = Some(("walk/0055.bin".to_string(), Duration::from_secs(60)));
+    killed.objects = Arc::new(hooked);
+    let ev = sample_event("restore-object-scheduled.json");
+    let first = tokio::time::timeout(
+        Duration::from_secs(5),
+        killed.handle(ev.clone(), Invocation::local(Duration::from_secs(900))),
+    )
+    .await;
+    assert!(first.is_err(), "the first run is killed on walk/0055.bin");
+
+    let deps = w.deps(&settings);
+    let second = deps
+        .handle(ev, Invocation::local(Duration::from_secs(900)))
+        .await
+        .expect("handled");
+    assert_eq!(second.body["complete"], true, "{}", second.body);
+    let first_seen = second.audits.first().map(|a| a.target.clone());
+    assert_eq!(
+        second.body["summary"]["examined"], 10,
+        "resumed after the 50 objects saved, at {first_seen:?}: {}",
+        second.body
+    );
+}

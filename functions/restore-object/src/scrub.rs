@@ -234,13 +234,14 @@ impl Deps {
         let mut stopped = false;
         while let Some((k, ex)) = results.next().await {
             done += 1;
-            let cut = ex.record.code == OUT_OF_TIME;
+            stopped |= ex.record.code == OUT_OF_TIME;
             walk.records.push(ex.record);
-            if cut {
-                // Cut short by the invocation's deadline, not its own budget: the next run
-                // starts at it again. What follows is not counted as walked either.
-                stopped = true;
-                break;
+            if stopped {
+                // An object cut short by the invocation's deadline (not its own budget) is
+                // examined again by the next run: the position stays before it. Objects
+                // already started after it are let finish (a repair is never cut mid-copy),
+                // and examined again too.
+                continue;
             }
             walk.after = Some(k);
             walk.unsaved += 1;
