@@ -341,6 +341,40 @@ pub fn issue(request: &Request, key: &Key, now: i64, ttl: i64) -> Tokens {
     }
 }
 
+/// Why a function URL cannot be used as the base of approval links.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the approval URL {value:?} is not usable: {why}")]
+pub struct UrlError {
+    /// The value as given, cut to 200 characters.
+    pub value: String,
+    pub why: &'static str,
+}
+
+/// Checks the base of approval links (the function URL, from the template): `https://` only,
+/// a host, no fragment, nothing that needs escaping in a notice (spaces, quotes, `<`, `>`,
+/// control characters). Returns it trimmed.
+pub fn base_url(value: &str) -> Result<String, UrlError> {
+    let v = value.trim();
+    let err = |why| UrlError {
+        value: value.chars().take(200).collect(),
+        why,
+    };
+    let rest = v
+        .strip_prefix("https://")
+        .ok_or_else(|| err("links must be https://"))?;
+    if rest.is_empty() || rest.starts_with(['/', '?', ':']) {
+        return Err(err("no host"));
+    }
+    if v.chars()
+        .any(|c| c.is_control() || c.is_whitespace() || "\"'<>`{}|\\^#".contains(c))
+    {
+        return Err(err(
+            "it holds characters that would need escaping, or a fragment",
+        ));
+    }
+    Ok(v.to_string())
+}
+
 /// The link for a token: `<function URL>?t=<token>` (tokens are URL-safe as they are).
 pub fn link(function_url: &str, token: &str) -> String {
     let base = function_url.trim_end_matches(['?', '&']);

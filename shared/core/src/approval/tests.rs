@@ -206,6 +206,26 @@ async fn the_key_is_read_through_the_parameters_port() {
 }
 
 #[test]
+fn link_bases_are_https_and_need_no_escaping() {
+    let ok = "https://abc123.lambda-url.eu-west-1.on.aws/";
+    assert_eq!(base_url(&format!(" {ok}\n")), Ok(ok.to_string()));
+    for bad in [
+        "",
+        "http://abc.lambda-url.eu-west-1.on.aws/",
+        "https://",
+        "https:///path",
+        "javascript:alert(1)",
+        "https://a.example/x y",
+        "https://a.example/\"onmouseover=x",
+        "https://a.example/<b>",
+        "https://a.example/#frag",
+    ] {
+        let e = base_url(bad).unwrap_err();
+        assert!(!e.to_string().contains('\n'), "{e}");
+    }
+}
+
+#[test]
 fn links_and_ttl_settings() {
     assert_eq!(
         link("https://x.lambda-url/", "a.b"),
