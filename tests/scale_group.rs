@@ -1311,3 +1311,35 @@ async fn a_verification_for_an_action_the_ledger_does_not_know_is_refused() {
     assert_eq!(notices.len(), 1, "{notices:?}");
     assert_eq!(notices[0].1["code"], "unknown-action");
 }
+
+/// The Scheduler adapter against the emulator: a one-time schedule created twice (a retried
+/// invocation) is one schedule, and deleting a schedule that is gone is not an error.
+#[tokio::test]
+async fn the_scheduler_adapter_creates_each_follow_up_once_and_deletes_idempotently() {
+    let sdk = emulator().await;
+    let schedules = Schedules::new(&sdk).await;
+    let f = schedules.follow_ups(SELF_ARN);
+    let follow_up = selfheal_core::ports::scheduler::FollowUp {
+        name: "scale-group-act-0123456789abcdef-1".into(),
+        at: chrono::Utc::now().timestamp() + 930,
+        payload: r#"{"selfheal-verify":{}}"#.into(),
+    };
+    f.schedule(&follow_up).await.expect("created");
+    f.schedule(&follow_up)
+        .await
+        .expect("the same again: already there");
+    assert_eq!(schedules.names().await, [follow_up.name.clone()]);
+    let s = schedules.get(&follow_up.name).await;
+    let at = chrono::DateTime::from_timestamp(follow_up.at, 0).unwrap();
+    assert_eq!(
+        s.schedule_expression(),
+        Some(format!("at({})", at.format("%Y-%m-%dT%H:%M:%S")).as_str())
+    );
+    assert_eq!(
+        s.target().and_then(|t| t.input()),
+        Some(follow_up.payload.as_str())
+    );
+    f.delete(&follow_up.name).await.expect("deleted");
+    f.delete(&follow_up.name).await.expect("already gone");
+    assert!(schedules.names().await.is_empty());
+}

@@ -114,11 +114,11 @@ impl Common {
         }
     }
 
-    /// Admits a verification (closed loop): deletes its schedule (Scheduler deletes a one-time
-    /// schedule after it ran; one run by hand, or a retry, finds it gone), then checks that the
-    /// ledger knows the action it verifies. The audit to go on with; or, for an action the
-    /// ledger does not know, the refusal (audited and notified, nothing done), or the failure
-    /// to read the ledger (retryable).
+    /// Admits a verification (closed loop): checks that the ledger knows the action it
+    /// verifies, then deletes its schedule (Scheduler deletes a one-time schedule after it ran;
+    /// one run by hand, or a retry, finds it gone). The audit to go on with; or, for an action
+    /// the ledger does not know, the refusal (audited and notified, nothing done), or the
+    /// failure to read the ledger (retryable).
     pub async fn admit_verification(
         &self,
         inv: &Invocation,
@@ -134,13 +134,16 @@ impl Common {
                     "step": v.step, "rung": v.rung, "acted_at": v.acted_at,
                     "episode_started_at": v.episode_started_at}),
             );
-        if let Some(f) = follow_ups {
-            if let Err(e) = f.delete(&v.follow_up_name()).await {
-                tracing::warn!(function = self.function, target = %v.target, error = %e, "could not delete the follow-up's schedule");
-            }
-        }
         match known(self.guard.ledger().as_ref(), self.function, v).await {
-            Ok(true) => Ok(audit),
+            Ok(true) => {
+                // Only once admitted: a forged verification must not remove a real one.
+                if let Some(f) = follow_ups {
+                    if let Err(e) = f.delete(&v.follow_up_name()).await {
+                        tracing::warn!(function = self.function, target = %v.target, error = %e, "could not delete the follow-up's schedule");
+                    }
+                }
+                Ok(audit)
+            }
             Ok(false) => {
                 let why = format!(
                     "verification of action {} on {} (episode {}): the ledger knows no such \

@@ -247,3 +247,18 @@ async fn insufficient_data_is_checked_again_until_the_follow_ups_run_out() {
     assert_eq!(l.set(), [3]);
     assert_eq!(l.follow_ups.scheduled().len(), 2);
 }
+
+#[tokio::test]
+async fn a_forged_verification_never_removes_a_real_follow_up() {
+    let l = looped(&[], 20, 2);
+    one(l.run(event("out", &[72.0])).await);
+    // The real follow-up's name (function, action id, attempt), other times: not known.
+    let mut forged = l.follow_ups.last_event().unwrap();
+    forged[VERIFY_KEY]["acted_at"] = 1.into();
+    let rec = one(l.run(forged).await);
+    assert_eq!(rec.code, "unknown-action", "{rec:?}");
+    assert!(
+        l.follow_ups.deleted.lock().unwrap().is_empty(),
+        "the real schedule must stay"
+    );
+}
