@@ -1328,7 +1328,7 @@ async fn the_scheduler_adapter_creates_each_follow_up_once_and_deletes_idempoten
     f.schedule(&follow_up)
         .await
         .expect("the same again: already there");
-    assert_eq!(schedules.names().await, [follow_up.name.clone()]);
+    assert_eq!(schedules.names().await, vec![follow_up.name.clone()]);
     let s = schedules.get(&follow_up.name).await;
     let at = chrono::DateTime::from_timestamp(follow_up.at, 0).unwrap();
     assert_eq!(
