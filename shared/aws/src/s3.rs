@@ -713,6 +713,29 @@ fn part_ranges(size: u64, part: u64) -> Vec<(i32, u64, u64)> {
     ranges
 }
 
+/// Runs `work` over every part, at most `concurrency` at a time; the results come back in the
+/// parts' order. The first error ends it (the caller aborts the upload).
+async fn in_parallel<T, F, Fut>(
+    ranges: Vec<(i32, u64, u64)>,
+    concurrency: usize,
+    work: F,
+) -> Result<Vec<T>, AwsError>
+where
+    F: Fn((i32, u64, u64)) -> Fut,
+    Fut: std::future::Future<Output = Result<T, AwsError>>,
+{
+    let mut done: Vec<(i32, T)> = futures::stream::iter(ranges)
+        .map(|r| {
+            let fut = work(r);
+            async move { fut.await.map(|t| (r.0, t)) }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    done.sort_by_key(|(n, _)| *n);
+    Ok(done.into_iter().map(|(_, t)| t).collect())
+}
+
 /// Copies the parts, `part_concurrency` at a time, each only from the verified source, and
 /// completes the upload only over the object examined.
 async fn copy_parts(
@@ -723,8 +746,9 @@ async fn copy_parts(
 ) -> Result<Option<String>, AwsError> {
     let part = copy_part_size(spec.size, spec.part_size);
     let source = copy_source(&spec.source);
-    let mut parts: Vec<CompletedPart> = futures::stream::iter(part_ranges(spec.size, part))
-        .map(|(number, start, end)| {
+    let ranges = part_ranges(spec.size, part);
+    let parts: Vec<CompletedPart> =
+        in_parallel(ranges, spec.part_concurrency, |(number, start, end)| {
             let req = client
                 .upload_part_copy()
                 .bucket(&spec.dest_bucket)
@@ -758,10 +782,7 @@ async fn copy_parts(
                 )
             }
         })
-        .buffer_unordered(spec.part_concurrency.max(1))
-        .try_collect()
         .await?;
-    parts.sort_by_key(|p| p.part_number());
     let out = client
         .complete_multipart_upload()
         .bucket(&spec.dest_bucket)
@@ -790,6 +811,41 @@ mod tests {
         assert_eq!(part_ranges(10, 4), vec![(1, 0, 3), (2, 4, 7), (3, 8, 9)]);
         assert_eq!(part_ranges(8, 4), vec![(1, 0, 3), (2, 4, 7)]);
         assert!(part_ranges(0, 4).is_empty());
+    }
+
+    #[tokio::test]
+    async fn parts_are_copied_in_parallel_within_the_bound_and_come_back_in_order() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (now, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let out = in_parallel(part_ranges(100, 10), 3, |(n, start, _)| {
+            let (now, most) = (&now, &most);
+            async move {
+                let in_flight = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(in_flight, Ordering::SeqCst);
+                // Later parts finish first.
+                tokio::time::sleep(std::time::Duration::from_millis(20 - n as u64)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, AwsError>((n, start))
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            3,
+            "three parts in flight at once"
+        );
+        let numbers: Vec<i32> = out.iter().map(|(n, _)| *n).collect();
+        assert_eq!(numbers, (1..=10).collect::<Vec<_>>());
+        let failed = in_parallel(part_ranges(100, 10), 3, |(n, _, _)| async move {
+            if n == 4 {
+                Err(AwsError::new("s3:UploadPartCopy", "d", "refused"))
+            } else {
+                Ok(n)
+            }
+        })
+        .await;
+        assert!(failed.is_err(), "one failed part fails the copy");
     }
 
     #[test]
