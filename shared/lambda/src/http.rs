@@ -244,17 +244,24 @@ pub enum Outcome {
 /// The function-URL response for an outcome: status, security headers and an HTML page.
 pub fn respond(outcome: &Outcome) -> Value {
     let (status, title, message, claims) = match outcome {
-        Outcome::Confirm { claims, .. } => (
-            200,
-            match claims.decision {
-                Choice::Approve => "Approve this action?",
-                Choice::Reject => "Reject this action?",
-            },
-            "Nothing has been done yet. Press the button to confirm; the state is checked again \
-             at that moment, and the action is refused if it no longer applies."
-                .to_string(),
-            Some(claims),
-        ),
+        Outcome::Confirm { claims, .. } => match claims.decision {
+            Choice::Approve => (
+                200,
+                "Approve this action?",
+                "Nothing has been done yet. Press the button to approve: the state is checked \
+                 again at that moment, and the action is refused if it no longer applies."
+                    .to_string(),
+                Some(claims),
+            ),
+            Choice::Reject => (
+                200,
+                "Reject this action?",
+                "Nothing has been done yet. Press the button to reject: nothing will be done, \
+                 and the approve link will stop working."
+                    .to_string(),
+                Some(claims),
+            ),
+        },
         Outcome::Approved { claims, detail } => (
             200,
             "Approved",
