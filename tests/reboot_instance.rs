@@ -50,7 +50,14 @@ impl World {
             Arc::new(CloudWatchAlarms(
                 selfheal_aws::aws_sdk_cloudwatch::Client::new(&self.sdk),
             )),
-            Settings::default(),
+            // The function's own settings from the same pairs (none: the defaults).
+            Settings::from_lookup(|k| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            })
+            .expect("settings"),
         )
     }
 
@@ -859,4 +866,43 @@ async fn a_verification_for_a_reboot_the_ledger_does_not_know_is_refused() {
     assert_eq!(reboots_of(&id), 1, "never acted on");
     let notices = w.inbox.drain().await;
     assert_eq!(notices.len(), 1, "{notices:?}");
+}
+
+#[tokio::test]
+async fn an_allowed_stop_start_rung_stops_then_starts_the_instance_then_verifies() {
+    let w = World::new().await;
+    let schedules = Schedules::new(&w.sdk).await;
+    let deps = w.followed(
+        &schedules,
+        &[
+            ("SELFHEAL_COOLDOWN_SECONDS", "0"),
+            ("SELFHEAL_REBOOT_LADDER", "reboot,stop-start,notify"),
+            ("SELFHEAL_REBOOT_ALLOW_STOP_START", "true"),
+        ],
+    );
+    let id = w.instance(true).await;
+    let ev = w.alarm_event("reboot-instance-eventbridge.json", &id).await;
+    one(run(&deps, ev.clone()).await.unwrap());
+    // Still in ALARM after the reboot: stop (its start scheduled first).
+    let stopped = one(run(&deps, schedules.only_event().await).await.unwrap());
+    assert_eq!(stopped.decision, Outcome::Acted, "{stopped:?}");
+    assert_eq!(stopped.details["rung"], "stop-start");
+    assert_eq!(
+        recorded_requests(&["Action=StopInstances", &format!("InstanceId.1={id}")]).len(),
+        1
+    );
+    let start = schedules.only_event().await;
+    assert_eq!(start["selfheal-verify"]["phase"], "start");
+    // Stopped (the emulator stops at once): started again, then verified like a reboot.
+    let started = one(run(&deps, start).await.unwrap());
+    assert_eq!(started.decision, Outcome::Acted, "{started:?}");
+    assert_eq!(
+        recorded_requests(&["Action=StartInstances", &format!("InstanceId.1={id}")]).len(),
+        1
+    );
+    w.set_alarm(&alarm_name(&ev), StateValue::Ok).await;
+    let healed = one(run(&deps, schedules.only_event().await).await.unwrap());
+    assert_eq!(healed.outcome, Some(Heal::Healed), "{healed:?}");
+    assert!(schedules.names().await.is_empty());
+    assert_eq!(reboots_of(&id), 1);
 }

@@ -196,6 +196,7 @@ mod tests {
             id: "i-1".into(),
             state: state.into(),
             tags: BTreeMap::new(),
+            root_device_type: Some("ebs".into()),
         };
         assert!(
             matches!(decide(&a, "i-1", None), Decision::Skip { reason } if reason.code == SkipCode::TargetNotFound)

@@ -5,8 +5,9 @@
 //! triggers (default `reboot,notify`): each rung that does not heal leads to the next, each
 //! through the same guardrails; the last is always `notify` (a person is told, nothing more is
 //! done), added when the setting leaves it out. `stop-start` is taken only with
-//! `SELFHEAL_REBOOT_ALLOW_STOP_START=true`, and only for an instance outside an Auto Scaling
-//! group (its group would replace a stopped instance); otherwise it is skipped, with its reason.
+//! `SELFHEAL_REBOOT_ALLOW_STOP_START=true`, only for an EBS-backed instance outside an Auto
+//! Scaling group (its group would replace a stopped instance), and only when a follow-up can
+//! start it again; otherwise it is skipped, with its reason.
 
 use serde::Serialize;
 
@@ -141,12 +142,12 @@ pub fn next_rung(
     ladder: &[Rung],
     after: usize,
     instance: &InstanceFacts,
-    allow_stop_start: bool,
+    stop_start: StopStartTerms,
 ) -> (usize, Rung, Vec<Skipped>) {
     let mut skipped = Vec::new();
     for (i, rung) in ladder.iter().enumerate().skip(after + 1) {
         match rung {
-            Rung::StopStart => match stop_start_refusal(instance, allow_stop_start) {
+            Rung::StopStart => match stop_start_refusal(instance, stop_start) {
                 Some(reason) => skipped.push(Skipped {
                     rung: *rung,
                     reason,
@@ -159,9 +160,21 @@ pub fn next_rung(
     (ladder.len(), Rung::Notify, skipped)
 }
 
-/// Why a stop-start may not be taken on this instance (`None`: it may).
-pub fn stop_start_refusal(instance: &InstanceFacts, allow: bool) -> Option<String> {
-    if !allow {
+/// What a stop-start needs besides the instance: the setting, and a follow-up to start the
+/// instance again (no stop without a start scheduled first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopStartTerms {
+    /// `SELFHEAL_REBOOT_ALLOW_STOP_START`.
+    pub allowed: bool,
+    /// A scheduler is configured.
+    pub can_follow_up: bool,
+}
+
+/// Why a stop-start may not be taken on this instance (`None`: it may). A stop moves the
+/// instance to other hardware (what a reboot cannot do), but loses instance-store data and a
+/// public IPv4 address that is not an Elastic IP: opt-in only.
+pub fn stop_start_refusal(instance: &InstanceFacts, s: StopStartTerms) -> Option<String> {
+    if !s.allowed {
         return Some(
             "stop-start is not allowed (SELFHEAL_REBOOT_ALLOW_STOP_START is not true)".into(),
         );
@@ -172,9 +185,19 @@ pub fn stop_start_refusal(instance: &InstanceFacts, allow: bool) -> Option<Strin
             instance.id
         ));
     }
-    // Stop-start (moving an EBS-backed instance to other hardware) is not implemented yet:
-    // the stop must be waited for before the start, across invocations.
-    Some("stop-start is not implemented in this version".into())
+    if instance.root_device_type.as_deref() != Some("ebs") {
+        return Some(format!(
+            "{} is not EBS-backed (root device {}): a stop would lose its root volume",
+            instance.id,
+            instance.root_device_type.as_deref().unwrap_or("unknown")
+        ));
+    }
+    if !s.can_follow_up {
+        return Some(
+            "no scheduler configured: nothing would start the instance again after the stop".into(),
+        );
+    }
+    None
 }
 
 #[cfg(test)]
@@ -191,8 +214,18 @@ mod tests {
             id: "i-1".into(),
             state: state.into(),
             tags,
+            root_device_type: Some("ebs".into()),
         }
     }
+
+    const ALLOWED: StopStartTerms = StopStartTerms {
+        allowed: true,
+        can_follow_up: true,
+    };
+    const NOT_ALLOWED: StopStartTerms = StopStartTerms {
+        allowed: false,
+        can_follow_up: true,
+    };
 
     fn checks(i: &str, s: &str) -> StatusChecks {
         StatusChecks {
@@ -277,31 +310,39 @@ mod tests {
     }
 
     #[test]
-    fn stop_start_is_skipped_with_its_reason() {
+    fn stop_start_is_taken_only_when_allowed_and_safe_else_skipped_with_its_reason() {
         use Rung::*;
         let ladder = [Reboot, StopStart, Notify];
-        let (i, rung, skipped) = next_rung(&ladder, 0, &instance("running", None), false);
+        let running = instance("running", None);
+        let (i, rung, skipped) = next_rung(&ladder, 0, &running, NOT_ALLOWED);
         assert_eq!((i, rung), (2, Notify));
         assert_eq!(skipped.len(), 1);
         assert!(skipped[0]
             .reason
             .contains("SELFHEAL_REBOOT_ALLOW_STOP_START"));
-        let (_, _, skipped) = next_rung(&ladder, 0, &instance("running", Some("web")), true);
+        let (_, _, skipped) = next_rung(&ladder, 0, &instance("running", Some("web")), ALLOWED);
         assert!(
             skipped[0].reason.contains("Auto Scaling group web"),
             "{skipped:?}"
         );
-        let (_, _, skipped) = next_rung(&ladder, 0, &instance("running", None), true);
-        assert!(skipped[0].reason.contains("not implemented"), "{skipped:?}");
-        let (i, rung, skipped) = next_rung(
-            &[Reboot, Reboot, Notify],
-            0,
-            &instance("running", None),
-            false,
+        let mut store = running.clone();
+        store.root_device_type = Some("instance-store".into());
+        let (_, _, skipped) = next_rung(&ladder, 0, &store, ALLOWED);
+        assert!(skipped[0].reason.contains("not EBS-backed"), "{skipped:?}");
+        let no_scheduler = StopStartTerms {
+            allowed: true,
+            can_follow_up: false,
+        };
+        let (_, _, skipped) = next_rung(&ladder, 0, &running, no_scheduler);
+        assert!(skipped[0].reason.contains("no scheduler"), "{skipped:?}");
+        assert_eq!(
+            next_rung(&ladder, 0, &running, ALLOWED),
+            (1, StopStart, vec![])
         );
+        let (i, rung, skipped) = next_rung(&[Reboot, Reboot, Notify], 0, &running, NOT_ALLOWED);
         assert_eq!((i, rung, skipped.len()), (1, Reboot, 0));
         assert_eq!(
-            next_rung(&[Reboot, Notify], 1, &instance("running", None), false).1,
+            next_rung(&[Reboot, Notify], 1, &running, NOT_ALLOWED).1,
             Notify
         );
     }

@@ -1,5 +1,5 @@
-//! EC2 behind the [`Instances`] port: DescribeInstances, RebootInstances and
-//! DescribeInstanceStatus.
+//! EC2 behind the [`Instances`] port: DescribeInstances, RebootInstances, StopInstances,
+//! StartInstances and DescribeInstanceStatus.
 
 use async_trait::async_trait;
 use selfheal_core::ports::instances::{InstanceFacts, Instances, StatusChecks};
@@ -39,6 +39,7 @@ impl Instances for Ec2Instances {
                 .map(|n| n.as_str().to_string())
                 .unwrap_or_else(|| "unknown".into()),
             tags: tag_map(i.tags(), |t| t.key(), |t| t.value()),
+            root_device_type: i.root_device_type().map(|d| d.as_str().to_string()),
         }))
     }
 
@@ -50,6 +51,26 @@ impl Instances for Ec2Instances {
             .await
             .map(|_| ())
             .map_err(|e| from_sdk("ec2:RebootInstances", id, e))
+    }
+
+    async fn stop(&self, id: &str) -> Result<(), AwsError> {
+        self.0
+            .stop_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| from_sdk("ec2:StopInstances", id, e))
+    }
+
+    async fn start(&self, id: &str) -> Result<(), AwsError> {
+        self.0
+            .start_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| from_sdk("ec2:StartInstances", id, e))
     }
 
     async fn status_checks(&self, id: &str) -> Result<Option<StatusChecks>, AwsError> {

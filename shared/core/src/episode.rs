@@ -46,6 +46,9 @@ pub struct Verify {
     /// reboot-instance: the rung of the escalation ladder that was acted (`reboot`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rung: Option<String>,
+    /// A second half still to do: `start` after a stop-start's stop (reboot-instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
     /// The alarm event that started the episode, for a function that re-decides from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alarm_event: Option<Value>,
@@ -283,6 +286,7 @@ mod tests {
             attempt: 1,
             step: Some(1),
             rung: None,
+            phase: None,
             alarm_event: None,
         }
     }

@@ -13,8 +13,19 @@ use selfheal_core::{
 };
 
 use super::Deps;
-use crate::ladder::{judge, next_rung, Finding, Rung};
+use crate::ladder::{judge, next_rung, Finding, Rung, StopStartTerms};
 use crate::FUNCTION;
+
+/// How soon after a stop its start is attempted, and how often a stop still in progress is
+/// looked at again.
+const STOP_CHECK_SECS: i64 = 60;
+
+/// A stop that has not finished after this long is a person's to look at (the instance is
+/// left as it is: stopping).
+const STOP_DEADLINE_SECS: i64 = 900;
+
+/// The phase of a stop-start whose stop was done: start the instance again.
+const PHASE_START: &str = "start";
 
 /// The reboot an alarm triggers: the episode's first action (rung 0 of the ladder).
 pub(crate) struct FirstReboot<'a> {
@@ -44,6 +55,7 @@ impl FirstReboot<'_> {
             attempt: 1,
             step: Some(0),
             rung: Some(Rung::Reboot.as_str().into()),
+            phase: None,
             alarm_event: None,
         }
     }
@@ -81,6 +93,11 @@ impl Deps {
             Ok(audit) => audit,
             Err(done) => return done.map(|r| vec![r]),
         };
+        if v.phase.as_deref() == Some(PHASE_START) {
+            let rec = self.start_after_stop(audit, v).await?;
+            let failure = c.follow_up_failure(&rec, inv).await;
+            return Ok(std::iter::once(rec).chain(failure).collect());
+        }
         let (alarm, instance, checks) = tokio::join!(
             self.alarms.current(&v.alarm_name),
             self.instances.facts(&v.target),
@@ -176,12 +193,11 @@ impl Deps {
     ) -> Result<AuditRecord, HandlerError> {
         let c = &self.common;
         let after = v.step.unwrap_or(0) as usize;
-        let (index, rung, skipped) = next_rung(
-            &self.settings.ladder,
-            after,
-            facts,
-            self.settings.allow_stop_start,
-        );
+        let stop_start = StopStartTerms {
+            allowed: self.settings.allow_stop_start,
+            can_follow_up: self.follow_ups.is_some(),
+        };
+        let (index, rung, skipped) = next_rung(&self.settings.ladder, after, facts, stop_start);
         let audit = audit
             .detail("next_rung", rung)
             .detail("rungs_skipped", &skipped);
@@ -195,17 +211,7 @@ impl Deps {
                     ),
                 ))
                 .await),
-            // Never chosen while stop-start is not implemented (next_rung skips it); should it
-            // be, nothing is done on a guess.
-            Rung::StopStart => Ok(c
-                .record(escalated(
-                    audit,
-                    format!(
-                        "{} is not healed ({why}); stop-start is not available",
-                        v.target
-                    ),
-                ))
-                .await),
+            Rung::StopStart => self.stop(audit, v, facts, why, index, inv).await,
             Rung::Reboot => {
                 let id = v.target.as_str();
                 let tags = facts.tags.iter().map(|(k, val)| (k.as_str(), val.as_str()));
@@ -252,6 +258,180 @@ impl Deps {
                 done.or_else(|failed| failed.into_handler_result())
             }
         }
+    }
+
+    /// The stop-start rung, first half: the start is scheduled, then the instance stopped
+    /// (through the guardrails). No stop without its start scheduled first.
+    async fn stop(
+        &self,
+        audit: AuditBuilder,
+        v: &Verify,
+        facts: &InstanceFacts,
+        why: &str,
+        index: usize,
+        inv: &Invocation,
+    ) -> Result<AuditRecord, HandlerError> {
+        let c = &self.common;
+        let id = v.target.as_str();
+        let tags = facts.tags.iter().map(|(k, val)| (k.as_str(), val.as_str()));
+        let guarded = Guarded {
+            target: Target { id, tags },
+            would: format!("stop and start {id}: {why}"),
+            escalate_refusal: true,
+        };
+        let now = Utc::now().timestamp();
+        let next = Verify {
+            action_id: action_id(FUNCTION, id, now, &format!("{}#{index}", inv.request_id)),
+            acted_at: now,
+            attempt: v.attempt + 1,
+            step: Some(index as u32),
+            rung: Some(Rung::StopStart.as_str().into()),
+            phase: Some(PHASE_START.into()),
+            ..v.clone()
+        };
+        let done = c
+            .act_guarded(
+                audit.heal(Heal::Escalated, None),
+                guarded,
+                |audit| async move {
+                    let note = follow_up(
+                        c.guard.ledger().as_ref(),
+                        self.follow_ups.as_deref(),
+                        &next,
+                        now + STOP_CHECK_SECS,
+                    )
+                    .await;
+                    let audit = audit
+                        .action(&next.action_id, &next.episode_id)
+                        .detail("rung", &next.rung)
+                        .detail("follow_up", &note);
+                    if note.failed() {
+                        return audit
+                            .detail("action_failed", true)
+                            .detail("retryable", false)
+                            .failed(
+                                "stop-start-not-scheduled",
+                                format!(
+                                    "{id} was not stopped: the start that must follow could not \
+                                     be scheduled"
+                                ),
+                            );
+                    }
+                    match self.instances.stop(id).await {
+                        Ok(()) => audit.heal(Heal::NotHealed, None).acted(format!(
+                            "stopped {id} (rung {index}, stop-start): {why}; it is started \
+                             again once stopped"
+                        )),
+                        Err(e) => {
+                            // The start scheduled for this stop is not wanted any more.
+                            if let Some(f) = &self.follow_ups {
+                                if let Err(d) = f.delete(&next.follow_up_name()).await {
+                                    tracing::warn!(function = FUNCTION, target = id, error = %d, "could not delete the start of a stop that failed");
+                                }
+                            }
+                            if e.code.is_some() {
+                                audit.action_failed("stop-failed", &e)
+                            } else {
+                                audit
+                                    .detail("retryable", false)
+                                    .failed("stop-failed", e.to_string())
+                            }
+                        }
+                    }
+                },
+            )
+            .await;
+        done.or_else(|failed| failed.into_handler_result())
+    }
+
+    /// The stop-start rung, second half: the instance is started once it is stopped, then
+    /// verified like a reboot. The start is not a new action (the guardrails granted the
+    /// stop-start): an instance selfheal stopped is never left stopped on purpose.
+    async fn start_after_stop(
+        &self,
+        audit: AuditBuilder,
+        v: &Verify,
+    ) -> Result<AuditRecord, HandlerError> {
+        let c = &self.common;
+        let id = v.target.as_str();
+        let facts = match self.instances.facts(id).await {
+            Ok(f) => f,
+            Err(e) => {
+                let audit = audit.detail("escalate", true);
+                return c
+                    .fail(audit, "describe-failed", e.to_string(), e.retryable)
+                    .await;
+            }
+        };
+        let state = facts.as_ref().map(|f| f.state.clone());
+        let audit = audit.detail("instance_state", &state);
+        let now = Utc::now().timestamp();
+        let schedule = |phase: Option<&str>, at: i64| {
+            let next = Verify {
+                attempt: v.attempt + 1,
+                phase: phase.map(str::to_string),
+                ..v.clone()
+            };
+            async move {
+                follow_up(
+                    c.guard.ledger().as_ref(),
+                    self.follow_ups.as_deref(),
+                    &next,
+                    at,
+                )
+                .await
+            }
+        };
+        let verify_at = now + self.settings.verify_after.as_secs() as i64;
+        let rec = match state.as_deref() {
+            Some("stopped") => match self.instances.start(id).await {
+                Ok(()) => {
+                    let note = schedule(None, verify_at).await;
+                    audit
+                        .detail("follow_up", &note)
+                        .heal(Heal::NotHealed, None)
+                        .acted(format!("started {id} again after its stop (stop-start)"))
+                }
+                Err(e) => {
+                    let why = format!(
+                        "{id} was stopped by selfheal (stop-start) and could not be started: \
+                         {e}; a person must start it"
+                    );
+                    let audit = audit.detail("escalate", true).heal(Heal::Escalated, None);
+                    return c.fail(audit, "start-failed", why, e.retryable).await;
+                }
+            },
+            Some("stopping") if now - v.acted_at < STOP_DEADLINE_SECS => {
+                let note = schedule(Some(PHASE_START), now + STOP_CHECK_SECS).await;
+                audit
+                    .detail("follow_up", &note)
+                    .heal(Heal::NotHealed, None)
+                    .checked(
+                        "stopping",
+                        format!("{id} is still stopping; it is started once stopped"),
+                    )
+            }
+            // Started by someone else, or the stop never took: verified as usual.
+            Some("running" | "pending") => {
+                let note = schedule(None, verify_at).await;
+                audit
+                    .detail("follow_up", &note)
+                    .heal(Heal::NotHealed, None)
+                    .checked(
+                        "not-healed",
+                        format!("{id} is running again without our start; verified later"),
+                    )
+            }
+            other => escalated(
+                audit,
+                format!(
+                    "{id} is {} during a stop-start: a person must look (start it if it \
+                     should run)",
+                    other.unwrap_or("gone")
+                ),
+            ),
+        };
+        Ok(c.record(rec).await)
     }
 }
 

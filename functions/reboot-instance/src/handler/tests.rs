@@ -23,6 +23,10 @@ struct FakeInstances {
     reboot_fails: Option<AwsError>,
     /// The status checks reported (`None`: both ok).
     checks: Mutex<Option<StatusChecks>>,
+    /// The instance's state (`None`: running); a stop makes it `stopped`, a start `running`.
+    state: Mutex<Option<String>>,
+    /// Stop and start calls, in order.
+    stops_and_starts: Mutex<Vec<&'static str>>,
 }
 
 #[async_trait::async_trait]
@@ -31,10 +35,12 @@ impl Instances for FakeInstances {
         if let Some(e) = &self.describe_fails {
             return Err(e.clone());
         }
+        let state = self.state.lock().unwrap().clone();
         Ok(Some(InstanceFacts {
             id: id.into(),
-            state: "running".into(),
+            state: state.unwrap_or_else(|| "running".into()),
             tags: BTreeMap::from([("selfheal:managed".to_string(), "true".to_string())]),
+            root_device_type: Some("ebs".into()),
         }))
     }
     async fn reboot(&self, id: &str) -> Result<(), AwsError> {
@@ -42,6 +48,16 @@ impl Instances for FakeInstances {
             return Err(e.clone());
         }
         self.reboots.lock().unwrap().push(id.into());
+        Ok(())
+    }
+    async fn stop(&self, _id: &str) -> Result<(), AwsError> {
+        self.stops_and_starts.lock().unwrap().push("stop");
+        *self.state.lock().unwrap() = Some("stopped".into());
+        Ok(())
+    }
+    async fn start(&self, _id: &str) -> Result<(), AwsError> {
+        self.stops_and_starts.lock().unwrap().push("start");
+        *self.state.lock().unwrap() = None;
         Ok(())
     }
     async fn status_checks(&self, _id: &str) -> Result<Option<StatusChecks>, AwsError> {
@@ -352,6 +368,12 @@ impl Instances for Slow {
     async fn status_checks(&self, id: &str) -> Result<Option<StatusChecks>, AwsError> {
         self.call("DescribeInstanceStatus", self.instances.status_checks(id))
             .await
+    }
+    async fn stop(&self, id: &str) -> Result<(), AwsError> {
+        self.call("StopInstances", self.instances.stop(id)).await
+    }
+    async fn start(&self, id: &str) -> Result<(), AwsError> {
+        self.call("StartInstances", self.instances.start(id)).await
     }
 }
 

@@ -304,6 +304,7 @@ impl Deps {
             attempt: previous.map(|v| v.attempt + 1).unwrap_or(1),
             step: Some(step),
             rung: None,
+            phase: None,
             alarm_event: Some(episode.event.clone()),
         };
         let note = follow_up(

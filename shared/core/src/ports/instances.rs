@@ -1,4 +1,5 @@
-//! EC2 instances, as the functions need them: their facts, a reboot, and their status checks.
+//! EC2 instances, as the functions need them: their facts, a reboot (and, for the escalation
+//! ladder, a stop and a start), and their status checks.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,9 @@ pub struct InstanceFacts {
     /// EC2 state name: pending, running, stopping, stopped, shutting-down, terminated.
     pub state: String,
     pub tags: BTreeMap<String, String>,
+    /// `ebs` or `instance-store` (`None`: not reported). Only an EBS-backed instance keeps its
+    /// root volume across a stop.
+    pub root_device_type: Option<String>,
 }
 
 /// EC2's status checks of an instance: `ok`, `impaired`, `initializing`,
@@ -41,6 +45,10 @@ pub trait Instances: Send + Sync {
     /// The instance's facts; `None` when it does not exist.
     async fn facts(&self, id: &str) -> Result<Option<InstanceFacts>, AwsError>;
     async fn reboot(&self, id: &str) -> Result<(), AwsError>;
+    /// Stops the instance (the escalation ladder's stop-start rung; opt-in).
+    async fn stop(&self, id: &str) -> Result<(), AwsError>;
+    /// Starts a stopped instance (the second half of a stop-start).
+    async fn start(&self, id: &str) -> Result<(), AwsError>;
     /// The instance's status checks (closed loop: did the reboot heal it?); `None` when EC2
     /// reports no status for it (it does not exist, or is not running).
     async fn status_checks(&self, id: &str) -> Result<Option<StatusChecks>, AwsError>;

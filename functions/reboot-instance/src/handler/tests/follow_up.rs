@@ -208,3 +208,74 @@ async fn a_verification_of_an_unknown_reboot_is_refused() {
     );
     assert_eq!(l.reboots(), 1);
 }
+
+#[tokio::test]
+async fn an_allowed_stop_start_stops_then_starts_then_verifies() {
+    let l = looped(&[
+        ("SELFHEAL_REBOOT_LADDER", "reboot,stop-start,notify"),
+        ("SELFHEAL_REBOOT_ALLOW_STOP_START", "true"),
+        ("SELFHEAL_COOLDOWN_SECONDS", "0"),
+    ]);
+    let first = l.reboot().await;
+    // Still in ALARM: the stop-start rung. The start is scheduled before the stop.
+    let stopped = l.follow_up().await;
+    assert_eq!(stopped.decision, Outcome::Acted, "{stopped:?}");
+    assert_eq!(stopped.details["rung"], "stop-start");
+    assert_eq!(stopped.outcome, Some(Heal::NotHealed));
+    assert_eq!(stopped.episode_id, first.episode_id);
+    assert_eq!(*l.instances.stops_and_starts.lock().unwrap(), ["stop"]);
+    let next = l.follow_ups.scheduled();
+    let start = next.last().unwrap();
+    assert_eq!(
+        start.at - stopped.at.timestamp(),
+        60,
+        "started a minute later"
+    );
+    assert_eq!(
+        l.follow_ups.last_event().unwrap()[VERIFY_KEY]["phase"],
+        "start"
+    );
+    // Stopped: started again, and verified like a reboot.
+    let started = l.follow_up().await;
+    assert_eq!(started.decision, Outcome::Acted, "{started:?}");
+    assert_eq!(
+        *l.instances.stops_and_starts.lock().unwrap(),
+        ["stop", "start"]
+    );
+    let v = l.follow_ups.last_event().unwrap();
+    assert!(v[VERIFY_KEY].get("phase").is_none(), "{v}");
+    assert_eq!(v[VERIFY_KEY]["rung"], "stop-start");
+    // Healed this time.
+    l.alarm_is(AlarmState::Ok);
+    let healed = l.follow_up().await;
+    assert_eq!(healed.outcome, Some(Heal::Healed), "{healed:?}");
+    assert!(
+        healed.reason.contains("rung stop-start"),
+        "{}",
+        healed.reason
+    );
+    assert_eq!(l.reboots(), 1);
+}
+
+#[tokio::test]
+async fn a_stop_start_is_never_taken_without_a_scheduler_to_start_again() {
+    let mut l = looped(&[
+        ("SELFHEAL_REBOOT_LADDER", "reboot,stop-start,notify"),
+        ("SELFHEAL_REBOOT_ALLOW_STOP_START", "true"),
+        ("SELFHEAL_COOLDOWN_SECONDS", "0"),
+    ]);
+    l.reboot().await;
+    let ev = l.follow_ups.last_event().unwrap();
+    l.d.follow_ups = None;
+    let mut recs = l.run(ev).await;
+    let rec = recs.remove(0);
+    assert_eq!(rec.outcome, Some(Heal::Escalated), "{rec:?}");
+    assert!(
+        rec.details["rungs_skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no scheduler"),
+        "{rec:?}"
+    );
+    assert!(l.instances.stops_and_starts.lock().unwrap().is_empty());
+}
