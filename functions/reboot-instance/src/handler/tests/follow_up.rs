@@ -279,3 +279,27 @@ async fn a_stop_start_is_never_taken_without_a_scheduler_to_start_again() {
     );
     assert!(l.instances.stops_and_starts.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_stop_still_in_progress_is_looked_at_again_before_the_start() {
+    let l = looped(&[
+        ("SELFHEAL_REBOOT_LADDER", "reboot,stop-start,notify"),
+        ("SELFHEAL_REBOOT_ALLOW_STOP_START", "true"),
+        ("SELFHEAL_COOLDOWN_SECONDS", "0"),
+    ]);
+    l.reboot().await;
+    l.follow_up().await;
+    *l.instances.state.lock().unwrap() = Some("stopping".into());
+    let rec = l.follow_up().await;
+    assert_eq!(rec.code, "stopping", "{rec:?}");
+    assert_eq!(*l.instances.stops_and_starts.lock().unwrap(), ["stop"]);
+    let again = l.follow_ups.last_event().unwrap();
+    assert_eq!(again[VERIFY_KEY]["phase"], "start");
+    *l.instances.state.lock().unwrap() = Some("stopped".into());
+    let started = l.follow_up().await;
+    assert_eq!(started.decision, Outcome::Acted, "{started:?}");
+    assert_eq!(
+        *l.instances.stops_and_starts.lock().unwrap(),
+        ["stop", "start"]
+    );
+}
