@@ -73,14 +73,16 @@ integration: setup
 	scripts/with-moto.sh --state .moto/test cargo test -p selfheal-tests --locked
 
 # Long runs, with a small version of each in `make test`: the full alarm storm (1,000
-# events over 200 targets in 20 groups against the emulator's DynamoDB ledger) and a million
-# fuzzed events per parser (alarm shapes, S3/EventBridge object events and scrubs, SQS).
+# events over 200 targets in 20 groups against the emulator's DynamoDB ledger), a million
+# fuzzed events per parser (alarm shapes, S3/EventBridge object events and scrubs, SQS), and
+# replay-transactions' no-loss test over 20 seeds per DLQ type (3 in make test).
 soak: setup
 	mkdir -p target && : > target/soak.log
 	SELFHEAL_STORM_EVENTS=1000 SELFHEAL_STORM_TARGETS=200 SELFHEAL_STORM_GROUPS=20 \
 	  scripts/with-moto.sh --state .moto/soak cargo test -p selfheal-tests --locked -- guardrails:: --nocapture --test-threads 1 2>&1 | tee -a target/soak.log
 	SELFHEAL_FUZZ_CASES=1000000 cargo test --locked -p selfheal-core -p restore-object -p replay-transactions -p selfheal-lambda --lib fuzzed -- --nocapture 2>&1 | tee -a target/soak.log
 	SELFHEAL_TOKEN_CASES=100000 cargo test --locked -p selfheal-core --lib approval:: -- --nocapture 2>&1 | tee -a target/soak.log
+	SELFHEAL_NOLOSS_SEEDS=20 scripts/with-moto.sh --state .moto/soak cargo test -p selfheal-tests --locked -- replay_transactions::no_transaction_is_lost --nocapture 2>&1 | tee -a target/soak.log
 	python3 scripts/soak_report.py target/soak.log > bench/SOAK.md
 
 demo: setup

@@ -1,4 +1,12 @@
 //! Pure decisions: what to do with one dead-lettered record, given plain facts.
+//!
+//! The record's idempotency key ([`ledger_key`]) names one *delivery generation* of a
+//! transaction: `<lineage>#<replay count>#<transaction id>`, where the lineage is the SQS
+//! message id of the message that started it (the producer's original, or a person's re-send
+//! of a parked document) and is carried on every replay in the `replay-lineage` attribute. A
+//! redelivery of the same dead-lettered message, or a second copy of the same replay, maps to
+//! the same key (no double credit); a re-send by hand (replay count 0, or no lineage) starts a
+//! new lineage and is never mistaken for work already done (issue 12 item 1).
 
 use std::collections::{BTreeMap, HashSet};
 
