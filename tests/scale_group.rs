@@ -1168,9 +1168,13 @@ async fn a_surge_that_outlasts_the_first_step_is_followed_up_until_healed() {
     let deps = followed(&w, &schedules, &[]);
     let g = w.group(1, 10, 2, true).await;
     let (ev, alarm) = w.alarm_event("scale-group-eventbridge.json", &g).await;
-    let first = run_one(&deps, ev).await;
+    let first = run_one(&deps, ev.clone()).await;
     assert_eq!(first.decision, Outcome::Acted, "{first:?}");
     let after_first = w.desired(&g).await;
+    // The alarm fires again before the verification: the episode's verification steps, not
+    // a second chain.
+    let again = run_one(&deps, ev.clone()).await;
+    assert_eq!(again.code, "change-in-progress", "{again:?}");
     assert!(after_first > 2, "{first:?}");
 
     // One one-time schedule, as Scheduler needs it: at(...) in UTC, no flexible window,
@@ -1231,6 +1235,10 @@ async fn a_surge_that_outlasts_the_first_step_is_followed_up_until_healed() {
     assert!(healed.time_to_heal_ms.is_some());
     assert_eq!(w.desired(&g).await, after_second);
     assert!(schedules.names().await.is_empty());
+    // The episode ended: the next alarm acts (and starts a new one).
+    set_alarm(&w, &alarm, StateValue::Alarm).await;
+    let next = run_one(&deps, ev).await;
+    assert_eq!(next.decision, Outcome::Acted, "{next:?}");
 }
 
 #[tokio::test]

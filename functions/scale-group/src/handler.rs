@@ -61,14 +61,20 @@ impl Function for Deps {
     async fn handle(&self, event: Value, inv: Invocation) -> Result<Response, HandlerError> {
         if let Some(verify) = verification_in(&event) {
             return match verify {
-                Ok(v) => Ok(Response::from_audits(self.verify(&v, &inv).await?)),
+                Ok(v) => {
+                    let audits = self.verify(&v, &inv).await?;
+                    self.track(audits.first()).await;
+                    Ok(Response::from_audits(audits))
+                }
                 Err(why) => Err(self.common.reject(&inv, VERIFY_KEY, why).await),
             };
         }
         let mut audits = Vec::new();
         let episode = Episode::fresh(&event);
         for alarm in self.common.alarms_or_reject(&event, &inv).await? {
-            audits.extend(self.handle_alarm(&alarm, &inv, &episode).await?);
+            let recs = self.handle_alarm(&alarm, &inv, &episode).await?;
+            self.track(recs.first()).await;
+            audits.extend(recs);
         }
         Ok(Response::from_audits(audits))
     }
@@ -104,10 +110,14 @@ impl Deps {
         };
         let audit = episode.audit(c, inv, alarm, &request.group);
         // Independent reads, so they go out together: the slower one sets the pace.
-        let (facts, current) = tokio::join!(
+        let (facts, current, open) = tokio::join!(
             self.groups.facts(&request.group),
-            self.alarms.current(&alarm.name)
+            self.alarms.current(&alarm.name),
+            self.episode_in_progress(&request.group, episode)
         );
+        if let Some(reason) = open {
+            return Ok(self.finish(audit.skipped(&reason), episode).await);
+        }
         let current = match current {
             Ok(c) => c,
             Err(e) => {

@@ -158,6 +158,60 @@ pub async fn known(ledger: &dyn Ledger, function: &str, v: &Verify) -> Result<bo
     Ok(stored.version > 0 && stored.actions == action_entry(v).actions)
 }
 
+/// How long past its verification's time an episode still counts as open (a verification
+/// delivered late, or retried): after that a fresh alarm acts again, so a lost verification
+/// never silences a target for good.
+pub const OPEN_GRACE_SECS: i64 = 300;
+
+fn open_key(function: &str, target: &str) -> String {
+    format!("{function}#episode#{target}")
+}
+
+/// When the open episode of `target` expects its next verification (epoch s), if one is open
+/// at `now`: a fresh alarm on the target then leaves the next step to that verification.
+pub async fn open_episode(
+    ledger: &dyn Ledger,
+    function: &str,
+    target: &str,
+    now: i64,
+) -> Result<Option<i64>, LedgerError> {
+    let stored = ledger.target(&open_key(function, target)).await?;
+    Ok(stored
+        .actions
+        .first()
+        .copied()
+        .filter(|verify_at| verify_at + OPEN_GRACE_SECS > now))
+}
+
+/// Records that the episode of `target` expects its next verification at `verify_at`
+/// (`None`: the episode ended, healed or escalated). A lost race is retried once, then left:
+/// the other writer's word is as fresh.
+pub async fn mark_episode(
+    ledger: &dyn Ledger,
+    function: &str,
+    target: &str,
+    verify_at: Option<i64>,
+) -> Result<(), LedgerError> {
+    let key = open_key(function, target);
+    for _ in 0..2 {
+        let stored = ledger.target(&key).await?;
+        let next = TargetRecord {
+            version: stored.version + 1,
+            actions: verify_at.into_iter().collect(),
+            failures: Vec::new(),
+        };
+        let expires_at =
+            verify_at.unwrap_or_else(|| chrono::Utc::now().timestamp()) + OPEN_GRACE_SECS + 86_400;
+        if ledger
+            .put_target(&key, &next, stored.version, expires_at)
+            .await?
+        {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
 /// What became of a follow-up, for the audit record (`details.follow_up`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
@@ -354,6 +408,40 @@ mod tests {
             FollowUpNote::Failed { error, .. } => assert!(error.contains("8192"), "{error}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn an_episode_is_open_until_it_ends_or_its_verification_is_long_overdue() {
+        let ledger = MemoryLedger::new();
+        let open = |now| open_episode(&ledger, "scale-group", "web", now);
+        assert_eq!(open(100).await.unwrap(), None);
+        mark_episode(&ledger, "scale-group", "web", Some(1_000))
+            .await
+            .unwrap();
+        assert_eq!(open(100).await.unwrap(), Some(1_000));
+        assert_eq!(
+            open(1_000 + OPEN_GRACE_SECS - 1).await.unwrap(),
+            Some(1_000)
+        );
+        assert_eq!(
+            open(1_000 + OPEN_GRACE_SECS).await.unwrap(),
+            None,
+            "overdue"
+        );
+        mark_episode(&ledger, "scale-group", "web", Some(2_000))
+            .await
+            .unwrap();
+        assert_eq!(open(1_500).await.unwrap(), Some(2_000));
+        mark_episode(&ledger, "scale-group", "web", None)
+            .await
+            .unwrap();
+        assert_eq!(open(1_500).await.unwrap(), None, "ended");
+        assert_eq!(
+            open_episode(&ledger, "scale-group", "other", 100)
+                .await
+                .unwrap(),
+            None
+        );
     }
 
     #[test]

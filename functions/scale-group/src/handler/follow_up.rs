@@ -11,11 +11,12 @@ use serde_json::Value;
 
 use selfheal_core::alarm::AlarmState;
 use selfheal_core::episode::{
-    action_id, episode_id, follow_up, FollowUpNote, Verify, VERIFY_KEY, VERIFY_VERSION,
+    action_id, episode_id, follow_up, mark_episode, open_episode, FollowUpNote, Verify, VERIFY_KEY,
+    VERIFY_VERSION,
 };
 use selfheal_core::{
     parse_alarms, Alarm, AuditBuilder, AuditRecord, Common, HandlerError, Heal, Invocation,
-    Outcome, SkipCode,
+    Outcome, SkipCode, SkipReason,
 };
 
 use super::{Acting, Deps};
@@ -181,6 +182,60 @@ impl Deps {
         let rec = c.record(rec).await;
         let failure = c.follow_up_failure(&rec, inv).await;
         Ok(std::iter::once(rec).chain(failure).collect())
+    }
+
+    /// A fresh alarm on a group whose episode is open (a verification is coming) leaves the
+    /// next step to that verification: two follow-up chains on one group would each take
+    /// steps, and each refuse the other by the cooldown. `None`: act as usual (also when the
+    /// episode cannot be read: the guardrails still stand).
+    pub(super) async fn episode_in_progress(
+        &self,
+        group: &str,
+        episode: &Episode<'_>,
+    ) -> Option<SkipReason> {
+        if episode.verifying.is_some() || self.follow_ups.is_none() {
+            return None;
+        }
+        let ledger = self.common.guard.ledger();
+        match open_episode(ledger.as_ref(), FUNCTION, group, Utc::now().timestamp()).await {
+            Ok(Some(at)) => Some(SkipReason::new(
+                SkipCode::ChangeInProgress,
+                format!(
+                    "an episode on {group} is in progress: its verification (due at {}) \
+                     takes the next step",
+                    chrono::DateTime::from_timestamp(at, 0)
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_else(|| at.to_string())
+                ),
+            )),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(function = FUNCTION, target = group, error = %e, "open episode unreadable; deciding as usual");
+                None
+            }
+        }
+    }
+
+    /// Keeps the group's open episode current from the main record of an invocation: a
+    /// verification scheduled → open until then; healed, escalated, or a follow-up that
+    /// could not be scheduled → ended.
+    pub(super) async fn track(&self, rec: Option<&AuditRecord>) {
+        let Some(rec) = rec else { return };
+        if self.follow_ups.is_none() {
+            return;
+        }
+        let note = rec.details.get("follow_up");
+        let status = note.and_then(|n| n.get("status")).and_then(Value::as_str);
+        let verify_at = match status {
+            Some("scheduled") => note.and_then(|n| n.get("at")).and_then(Value::as_i64),
+            Some("failed") => None,
+            _ if matches!(rec.outcome, Some(Heal::Healed | Heal::Escalated)) => None,
+            _ => return,
+        };
+        let ledger = self.common.guard.ledger();
+        if let Err(e) = mark_episode(ledger.as_ref(), FUNCTION, &rec.target, verify_at).await {
+            tracing::warn!(function = FUNCTION, target = %rec.target, error = %e, "could not record the episode's state");
+        }
     }
 
     /// The alarm of the episode, read again from the event it started from, as of now.

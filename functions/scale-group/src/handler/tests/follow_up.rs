@@ -262,3 +262,33 @@ async fn a_forged_verification_never_removes_a_real_follow_up() {
         "the real schedule must stay"
     );
 }
+
+#[tokio::test]
+async fn a_fresh_alarm_during_an_episode_leaves_the_next_step_to_its_verification() {
+    let l = looped(&[], 20, 2);
+    let first = one(l.run(event("out", &[72.0])).await);
+    // The alarm fires again (OK → ALARM) before the verification: no second chain.
+    let again = one(l.run(event("out", &[72.0])).await);
+    assert_eq!(
+        (again.decision, again.code.as_str()),
+        (Outcome::Skipped, "change-in-progress"),
+        "{again:?}"
+    );
+    assert!(again.reason.contains("verification"), "{}", again.reason);
+    assert_eq!(l.set(), [3]);
+    assert_eq!(l.follow_ups.scheduled().len(), 1);
+    // The verification takes the step; once healed, a new alarm starts a new episode.
+    one(l.follow_up().await);
+    assert_eq!(l.set(), [3, 4]);
+    l.alarm_is(AlarmState::Ok);
+    one(l.follow_up().await);
+    l.alarm_is(AlarmState::Alarm);
+    let fresh = one(l.run(event("out", &[72.0])).await);
+    assert_eq!(fresh.decision, Outcome::Acted, "{fresh:?}");
+    // A new episode: its first step (episode ids derive from the alarm's second, which the
+    // test events share).
+    assert_eq!(fresh.details["step_of_episode"], 1);
+    assert!(fresh.details.get("verifies").is_none());
+    assert_ne!(fresh.action_id, first.action_id);
+    assert_eq!(l.set(), [3, 4, 5]);
+}
