@@ -21,7 +21,7 @@ pub const DEFAULT_MAX_EVENT_AGE: Duration = Duration::from_secs(3600);
 /// How long the load history may take: scaling must not wait on CloudWatch.
 pub const HISTORY_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Default cap on verifications per episode (`SELFHEAL_SCALE_MAX_FOLLOW_UPS`): then a person.
+/// Default cap on follow-ups per episode (`SELFHEAL_SCALE_MAX_FOLLOW_UPS`): then a person.
 pub const DEFAULT_MAX_FOLLOW_UPS: u32 = 12;
 
 /// How long after the cooldown a follow-up comes by default, so that the cooldown guardrail
@@ -111,8 +111,9 @@ pub struct Settings {
     /// (`None`, the default: the cooldown plus [`FOLLOW_UP_MARGIN`]). Never sooner than the
     /// cooldown plus 5 s: a follow-up the cooldown refuses could not take the next step.
     pub verify_after: Option<Duration>,
-    /// `SELFHEAL_SCALE_MAX_FOLLOW_UPS`: verifications per episode before a person is told
-    /// (default 12, at least 1).
+    /// `SELFHEAL_SCALE_MAX_FOLLOW_UPS`: follow-ups per episode (the steps and re-checks its
+    /// verifications take after the first action; default 12, at least 1): the verification
+    /// after the last one that still finds the alarm not OK tells a person.
     pub max_follow_ups: u32,
     /// How long the load history may take (not an env var: [`HISTORY_FETCH_TIMEOUT`]; tests
     /// shorten it).

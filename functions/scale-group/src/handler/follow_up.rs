@@ -3,8 +3,8 @@
 //! not healed, checked again later; still ALARM → decided again exactly as a fresh alarm (same
 //! plan, sizing and guardrails, fresh reads) and the next bounded step taken, until the alarm
 //! clears, the group is at its bound or a guardrail refuses (escalated once: a person is told,
-//! nothing more is scheduled), or the episode's follow-ups (`SELFHEAL_SCALE_MAX_FOLLOW_UPS`)
-//! run out (escalated).
+//! nothing more is scheduled), or the episode's follow-ups (`SELFHEAL_SCALE_MAX_FOLLOW_UPS`:
+//! steps and re-checks after the first action) run out (escalated).
 
 use chrono::Utc;
 use serde_json::Value;
@@ -145,12 +145,15 @@ impl Deps {
                     v.alarm_name, v.target
                 ),
             ),
-            Some(_) if v.attempt >= self.settings.max_follow_ups => escalate(
+            Some(_) if v.attempt > self.settings.max_follow_ups => escalate(
                 audit,
                 format!(
-                    "alarm {} is still not OK after {} verification(s) \
+                    "alarm {} is still not OK after {} follow-up(s) \
                      (SELFHEAL_SCALE_MAX_FOLLOW_UPS={}): a person must look at {}",
-                    v.alarm_name, v.attempt, self.settings.max_follow_ups, v.target
+                    v.alarm_name,
+                    v.attempt - 1,
+                    self.settings.max_follow_ups,
+                    v.target
                 ),
             ),
             Some(AlarmState::Alarm) => match self.alarm_of(v) {
@@ -314,7 +317,7 @@ impl Deps {
                 mark(&mut rec, Heal::Healed, Some(ms));
             }
             Outcome::Skipped if worth_another_look(&rec.code) => {
-                if v.attempt >= self.settings.max_follow_ups {
+                if v.attempt > self.settings.max_follow_ups {
                     mark(&mut rec, Heal::Escalated, None);
                 } else {
                     let note = self.check_again(v).await;

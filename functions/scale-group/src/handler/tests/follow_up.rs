@@ -229,23 +229,28 @@ async fn a_verification_of_an_action_the_ledger_does_not_know_is_refused() {
 async fn insufficient_data_is_checked_again_until_the_follow_ups_run_out() {
     let l = looped(&[("SELFHEAL_SCALE_MAX_FOLLOW_UPS", "2")], 20, 2);
     one(l.run(event("out", &[72.0])).await);
+    // Follow-up 1: no data yet, checked again.
     l.alarm_is(AlarmState::InsufficientData);
     let rec = one(l.follow_up().await);
     assert_eq!(rec.outcome, Some(Heal::NotHealed), "{rec:?}");
     assert_eq!(rec.details["follow_up"]["attempt"], 2);
     let again = l.follow_ups.last_event().unwrap();
     assert_eq!(again[VERIFY_KEY]["attempt"], 2);
-    // Second verification: still not OK, and the episode's follow-ups are used up.
+    // Follow-up 2: in ALARM, the next step.
     l.alarm_is(AlarmState::Alarm);
+    let rec = one(l.follow_up().await);
+    assert_eq!(rec.decision, Outcome::Acted, "{rec:?}");
+    assert_eq!(l.set(), [3, 4]);
+    // The episode's two follow-ups are used up: the next verification tells a person.
     let rec = one(l.follow_up().await);
     assert_eq!(rec.outcome, Some(Heal::Escalated), "{rec:?}");
     assert!(
-        rec.reason.contains("SELFHEAL_SCALE_MAX_FOLLOW_UPS=2"),
+        rec.reason.contains("after 2 follow-up(s)") && rec.reason.contains("MAX_FOLLOW_UPS=2"),
         "{}",
         rec.reason
     );
-    assert_eq!(l.set(), [3]);
-    assert_eq!(l.follow_ups.scheduled().len(), 2);
+    assert_eq!(l.set(), [3, 4]);
+    assert_eq!(l.follow_ups.scheduled().len(), 3);
 }
 
 #[tokio::test]
