@@ -1647,6 +1647,28 @@ async fn a_parked_transaction_re_sent_by_hand_that_fails_again_is_replayed_not_d
     let parked = w.parked().await;
     assert_eq!(parked.len(), 2, "parked again, not dropped: {parked:?}");
     assert!(parked.iter().all(|p| p["transaction_id"] == "tx-resent"));
+
+    // A person who copies message.message_attributes verbatim (replay-count not reset) and
+    // whose re-send fails again: parked again (exhausted), still not dropped.
+    let latest = parked
+        .iter()
+        .max_by_key(|p| p["parked_at"].as_str().unwrap_or_default().to_string())
+        .expect("a park");
+    let attrs = latest["message"]["message_attributes"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(attrs["replay-count"]["stringValue"], "3");
+    send_by_hand(&w.sqs, &w.processing, body, &attrs).await;
+    let failed = take_all(&w.sqs, &w.processing).await;
+    assert_eq!(failed.len(), 1);
+    let (left, audits) = run(&deps, &lambda_event(&failed, DLQ_ARN)).await;
+    assert!(left.is_empty(), "{audits:?}");
+    assert_eq!(
+        audits[0].details["park_reason"], "exhausted",
+        "the verbatim re-send was dropped: {audits:?}"
+    );
+    assert_eq!(w.parked().await.len(), 3, "a third park");
 }
 
 // ---------------------------------------------------------------------------------------

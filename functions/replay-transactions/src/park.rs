@@ -30,13 +30,19 @@ pub fn document(
     // What to send by hand: the attributes without this function's bookkeeping, so that the
     // re-sent transaction starts a new lineage with the full replay allowance (issue 12 item 1;
     // see `plan::ledger_key`).
-    let resend_attributes: serde_json::Map<String, serde_json::Value> = s
-        .msg
-        .message_attributes
-        .iter()
-        .filter(|(k, _)| k.as_str() != REPLAY_COUNT_ATTRIBUTE && k.as_str() != LINEAGE_ATTRIBUTE)
-        .filter_map(|(k, v)| serde_json::to_value(v).ok().map(|v| (k.clone(), v)))
-        .collect();
+    let attributes_without = |skip: &[&str]| -> serde_json::Map<String, serde_json::Value> {
+        s.msg
+            .message_attributes
+            .iter()
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
+            .filter_map(|(k, v)| serde_json::to_value(v).ok().map(|v| (k.clone(), v)))
+            .collect()
+    };
+    let resend_attributes = attributes_without(&[REPLAY_COUNT_ATTRIBUTE, LINEAGE_ATTRIBUTE]);
+    // The lineage is left out of the message's attributes as well (it is kept in `source`):
+    // a person who copies them verbatim, replay-count included, still starts a new lineage,
+    // and the re-send cannot meet this park's own "done" record.
+    let message_attributes = attributes_without(&[LINEAGE_ATTRIBUTE]);
     let doc = json!({
         "reason": reason.as_str(),
         "detail": detail,
@@ -48,17 +54,18 @@ pub fn document(
             "queue_arn": s.msg.event_source_arn,
             "message_id": s.msg.message_id,
             "attributes": s.msg.attributes,
+            "lineage": s.inc.lineage,
         },
         "message": {
             "body": s.msg.body,
-            "message_attributes": s.msg.message_attributes,
+            "message_attributes": message_attributes,
         },
         "replay_by_hand": {
             "queue_url": cx.processing_queue_url,
             "message_group_id": s.inc.group_id,
             "replay_count": s.inc.replay_count(),
             "message_attributes": resend_attributes,
-            "how": "send message.body with replay_by_hand.message_attributes to queue_url (in message_group_id when set): without replay-count and replay-lineage the transaction starts afresh, with the full replay allowance. Copying message.message_attributes instead is safe as long as replay-count is set to 0.",
+            "how": "send message.body with replay_by_hand.message_attributes to queue_url (in message_group_id when set): without replay-count and replay-lineage the transaction starts afresh, with the full replay allowance. Copying message.message_attributes instead is safe too (they carry no replay-lineage) but keeps the replay count: set replay-count to 0 for the full allowance.",
         },
     });
     ParkedDocument {
