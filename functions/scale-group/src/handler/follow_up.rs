@@ -312,6 +312,14 @@ impl Deps {
             // A retryable failure comes back (Lambda, then Scheduler, retries the event).
             Outcome::Failed if rec.details.get("retryable") == Some(&Value::Bool(true)) => {}
             Outcome::Failed => mark(&mut rec, Heal::Escalated, None),
+            // The alarm was deleted meanwhile (`check_still_alarming` says so): whether the
+            // group healed cannot be told.
+            Outcome::Skipped
+                if rec.code == SkipCode::AlarmCleared.as_str()
+                    && rec.reason.ends_with("no longer exists") =>
+            {
+                mark(&mut rec, Heal::Escalated, None)
+            }
             Outcome::Skipped if rec.code == SkipCode::AlarmCleared.as_str() => {
                 let ms = v.time_to_heal_ms(Utc::now().timestamp_millis());
                 mark(&mut rec, Heal::Healed, Some(ms));
