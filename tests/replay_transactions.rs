@@ -2179,9 +2179,19 @@ async fn no_loss_seed(fifo: bool, seed: u64, n: usize) -> SeedFigures {
         assert!(out.failed().is_empty(), "{:?}", out.failed());
     }
 
+    // The FIFO run parks in a queue, the standard run in S3: both parking stores are covered.
+    let parking_queue = if fifo {
+        Some(queue(&w.sqs, &unique("parked"), false, false).await)
+    } else {
+        None
+    };
+    let mut env = vec![("SELFHEAL_TOPIC_ARN", "")];
+    if let Some(q) = &parking_queue {
+        env.push(("SELFHEAL_REPLAY_PARKING", q.as_str()));
+    }
     let plan = FaultPlan::new(seed);
     let p = plan.clone();
-    let deps = w.deps_with(&[("SELFHEAL_TOPIC_ARN", "")], move |ports| Ports {
+    let deps = w.deps_with(&env, move |ports| Ports {
         queues: Arc::new(PlannedQueues(ports.queues.clone(), p.clone())),
         parking: Arc::new(PlannedParking(ports.parking.clone(), p.clone())),
         ledger: Arc::new(PlannedLedger(ports.ledger.clone(), p.clone())),
@@ -2282,13 +2292,30 @@ async fn no_loss_seed(fifo: bool, seed: u64, n: usize) -> SeedFigures {
         *copies.entry(tx).or_default() += 1;
     }
     // Parks, per transaction, from the emulator's request log: every PutObject under the
-    // parking prefix, so a document written twice counts twice.
+    // parking prefix, or every entry sent to the parking queue, so that a document written
+    // twice counts twice.
     let mut parks: HashMap<String, usize> = HashMap::new();
-    for r in recorded_requests(&[&format!("/{}/dlq/", w.bucket)]) {
-        if r["method"].as_str() != Some("PUT") {
-            continue;
+    let docs: Vec<Value> = match &parking_queue {
+        None => recorded_requests(&[&format!("/{}/dlq/", w.bucket)])
+            .iter()
+            .filter(|r| r["method"].as_str() == Some("PUT"))
+            .map(request_json)
+            .collect(),
+        Some(q) => {
+            let name = q.rsplit('/').next().unwrap_or_default().to_string();
+            recorded_requests(&["SendMessageBatch", &format!("/{name}\"")])
+                .iter()
+                .flat_map(|r| {
+                    request_json(r)["Entries"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .filter_map(|e| serde_json::from_str(e["MessageBody"].as_str()?).ok())
+                .collect()
         }
-        let doc = request_json(&r);
+    };
+    for doc in docs {
         let tx = doc["transaction_id"]
             .as_str()
             .unwrap_or_default()
