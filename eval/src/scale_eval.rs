@@ -508,8 +508,11 @@ pub fn simulate(
                 }
             };
             let Some(d) = new_desired.map(|d| d.clamp(MIN_SIZE, MAX_SIZE)) else {
-                if follow_up {
-                    episodes[slot] = None;
+                // Nothing to do now (the forecast holds capacity): a follow-up looks again
+                // after the same interval, counting toward the episode's follow-ups.
+                if let Some(ep) = episodes[slot].as_mut().filter(|_| follow_up) {
+                    ep.follow_ups += 1;
+                    ep.verify_at = i + shipped.cooldown_steps;
                 }
                 out.events.push(Event {
                     step: i,

@@ -298,8 +298,9 @@ pub fn markdown(r: &Results) -> Result<String, std::fmt::Error> {
         sh.max_step, scale_eval::MIN_SIZE, scale_eval::MAX_SIZE, scale_eval::LAUNCH_STEPS * 5)?;
     writeln!(md, "- **closed loop** (what scale-group ships): an OK → ALARM transition acts; the action is verified \
         after the cooldown ({} min) and, while the alarm is still in ALARM, the next bounded step is taken, through the same \
-        guardrails (at most {} actions per group in {} h; at most {} follow-ups per episode); a follow-up refused by a guardrail, \
-        a group at its bound or follow-ups run out end the episode with a person told (escalated).",
+        guardrails (at most {} actions per group in {} h; at most {} verifications per episode); a follow-up with nothing to do \
+        (the forecast holds capacity) looks again after the same interval; a follow-up refused by a guardrail, a group at its \
+        bound or verifications run out end the episode with a person told (escalated).",
         sh.cooldown_steps * 5, sh.cap, sh.cap_window_steps * 5 / 60, sh.max_follow_ups)?;
     writeln!(md, "- **forecast sizing** (the default) sizes for the forecast peak over the next {} min at {} % and falls \
         back to the severity step when the fit error on the last hour exceeds {:.0} %; **severity step**: \
