@@ -52,10 +52,13 @@ async fn storm(env: &[(&str, &str)], n: usize, targets: usize, groups: usize) ->
     let mut pairs = vec![("SELFHEAL_LEDGER_TABLE", table.as_str())];
     pairs.extend_from_slice(env);
     let notifier = Arc::new(RecordingNotifier::default());
+    let policy = policy(FUNCTION, &pairs);
     let common = Arc::new(Common {
         function: FUNCTION,
+        // The storm calls act_guarded directly: the autonomy gate is not in its path.
+        autonomy: selfheal_core::approval::gate::Autonomy::new(policy.autonomy.clone()),
         guard: Guardrails::new(
-            policy(FUNCTION, &pairs),
+            policy,
             KillSwitch::new(None, true),
             Arc::new(DynamoLedger::new(
                 aws_sdk_dynamodb::Client::new(&sdk),

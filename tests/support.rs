@@ -179,9 +179,11 @@ impl Inbox {
 }
 
 /// A policy for `function` with the given settings (as environment variable pairs).
+/// `SELFHEAL_AUTONOMY` is `auto` unless `pairs` say otherwise, so tests of other things keep
+/// testing them as before the autonomy gate (tests/*::autonomy_* set their own level).
 pub fn policy(function: &str, pairs: &[(&str, &str)]) -> Policy {
-    let m: HashMap<String, String> = pairs
-        .iter()
+    let m: HashMap<String, String> = std::iter::once(&("SELFHEAL_AUTONOMY", "auto"))
+        .chain(pairs.iter())
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     Policy::from_lookup(function, |k| m.get(k).cloned()).expect("valid policy")

@@ -27,6 +27,8 @@ use crate::ports::idempotency::{Claim, ClaimResult};
 use crate::ports::parameters::Parameters;
 use crate::settings::ConfigError;
 
+pub mod gate;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// The claims format this code signs and accepts.

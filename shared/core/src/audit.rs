@@ -107,7 +107,8 @@ impl AuditRecord {
     pub fn notify_worthy(&self) -> bool {
         match self.decision {
             Outcome::Acted | Outcome::Failed => true,
-            Outcome::DryRun => false,
+            // A dry run the autonomy gate held back tells a person what would have been done.
+            Outcome::DryRun => self.details.get("notify").and_then(Value::as_bool) == Some(true),
             Outcome::Skipped => {
                 SkipCode::ESCALATING.iter().any(|c| self.code == c.as_str())
                     || self.details.get("escalate").and_then(Value::as_bool) == Some(true)

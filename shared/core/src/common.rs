@@ -8,7 +8,9 @@ use chrono::Utc;
 use serde_json::Value;
 
 use crate::alarm::{parse_alarms, Alarm};
+use crate::approval::gate::{audit_detail, Ask, Autonomy, Gated};
 use crate::audit::{AuditBuilder, AuditRecord, Auditor, Outcome};
+use crate::autonomy::AutonomyDecision;
 use crate::episode::{known, Verify, VERIFY_KEY};
 use crate::guard::{Guardrails, Target, Verdict};
 use crate::invocation::{HandlerError, Invocation};
@@ -19,6 +21,9 @@ pub struct Common {
     pub function: &'static str,
     pub guard: Guardrails,
     pub audit: Auditor,
+    /// Graduated autonomy (issue 17): used by the functions that call
+    /// [`Common::autonomy_gate`]; a function that never calls it acts as before.
+    pub autonomy: Autonomy,
 }
 
 /// An action the guardrails must allow before it is taken.
@@ -90,6 +95,115 @@ impl Common {
             .record(audit.detail("retryable", retryable).failed(code, msg))
             .await;
         Failed { record, retryable }
+    }
+
+    /// The autonomy gate (issue 17), right before the guardrails: may this action be taken
+    /// now, at the level that applies to it? `Gated::Act` hands the audit back with
+    /// `details.autonomy` (level, source, decision) for the caller to go on through
+    /// [`Common::act_guarded`]; `Gated::Held` is recorded already:
+    ///
+    /// - a dry run (level `observe`, or the first occurrence at `first-dry-run`), notified;
+    /// - an approval asked (level `approve`): tokens issued, the pending approval and
+    ///   `ask.event` kept in the ledger, the notice with the approve and reject links sent;
+    /// - refused: an approval for another target or action, a kill switch or execution
+    ///   window that would refuse anyway (nobody is asked for nothing), or an approval that
+    ///   cannot be asked (no key, no URL, ledger down: a person is told, nothing is done).
+    ///
+    /// With `ask.approval` (deciding again on a person's approval) the level is resolved
+    /// again: at `observe` it does not act, at any other level it goes on, through the
+    /// guardrails as always.
+    pub async fn autonomy_gate(
+        &self,
+        inv: &Invocation,
+        audit: AuditBuilder,
+        ask: Ask<'_>,
+    ) -> Gated {
+        let now = Utc::now().timestamp();
+        if let Some(a) = ask.approval {
+            if a.claims.target != ask.target || a.claims.action != ask.action {
+                let why = format!(
+                    "approval {} is for {} on {}, not {} on {}: refused, nothing done",
+                    a.claims.id, a.claims.action, a.claims.target, ask.action, ask.target
+                );
+                let rec = audit
+                    .detail("approval", serde_json::json!({"id": a.claims.id}))
+                    .checked("approval-mismatch", why);
+                return Gated::Held(self.record(rec).await);
+            }
+        }
+        let (resolved, decision) = self.autonomy.decide(self.function, &ask, now).await;
+        let audit = audit.detail("autonomy", audit_detail(&resolved, &decision));
+        let audit = match ask.approval {
+            Some(a) => audit.detail(
+                "approval",
+                serde_json::json!({"id": a.claims.id, "episode": a.claims.episode}),
+            ),
+            None => audit,
+        };
+        match decision {
+            AutonomyDecision::Act { .. } => Gated::Act(audit),
+            AutonomyDecision::DryRun { reason } => {
+                let rec = audit
+                    .detail("notify", true)
+                    .dry_run(format!("{} ({reason})", ask.would));
+                Gated::Held(self.record(rec).await)
+            }
+            AutonomyDecision::AskApproval { reason } => {
+                Gated::Held(self.ask_approval(inv, audit, &ask, &reason, now).await)
+            }
+        }
+    }
+
+    async fn ask_approval(
+        &self,
+        inv: &Invocation,
+        audit: AuditBuilder,
+        ask: &Ask<'_>,
+        reason: &str,
+        now: i64,
+    ) -> AuditRecord {
+        if let Some(skip) = self.guard.preflight(Utc::now()).await {
+            return self.record(audit.skipped(&skip)).await;
+        }
+        if self.guard.dry_run() {
+            let rec = audit.dry_run(format!("ask a person to approve: {} ({reason})", ask.would));
+            return self.record(rec).await;
+        }
+        match self
+            .autonomy
+            .ask(self.function, &inv.request_id, ask, now)
+            .await
+        {
+            Ok(asked) => {
+                let rec = audit
+                    .detail(
+                        "approval",
+                        serde_json::json!({"id": asked.id, "expires_at": asked.expires_at,
+                            "episode": ask.episode}),
+                    )
+                    .checked(
+                        "approval-asked",
+                        format!(
+                            "{reason}: {}; approve or reject from the notice's links until {}",
+                            ask.would, asked.expires_at
+                        ),
+                    );
+                let rec = self.record(rec).await;
+                self.autonomy.notify_asked(&rec, &asked).await;
+                rec
+            }
+            Err(e) => {
+                let why = format!(
+                    "{} needs a person's approval, which cannot be asked now ({e}): nothing \
+                     done, a person must look",
+                    ask.would
+                );
+                let rec = audit
+                    .detail("escalate", true)
+                    .checked("approval-unavailable", why);
+                self.record(rec).await
+            }
+        }
     }
 
     /// Records an event this function cannot read, and returns the error to hand back.
@@ -277,6 +391,230 @@ mod tests {
     use crate::testing;
 
     const TAGGED: [(&str, &str); 1] = [("selfheal:managed", "true")];
+
+    mod autonomy_gate {
+        use super::*;
+        use crate::approval::gate::{pending_key, Approved, Ask, Autonomy, Gated};
+        use crate::approval::{self, Choice, Key, Use};
+        use crate::autonomy::Level;
+        use crate::testing::{MemoryIdempotency, MemoryParameters, RecordingNotifier};
+        use serde_json::json;
+        use std::sync::Arc;
+
+        const KEY: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCDEF";
+        const URL: &str = "https://abc.lambda-url.eu-west-1.on.aws/";
+
+        struct World {
+            c: Common,
+            notices: Arc<RecordingNotifier>,
+            store: Arc<MemoryIdempotency>,
+        }
+
+        fn world(env: &[(&str, &str)], with_key: bool) -> World {
+            let mut env = env.to_vec();
+            env.push(("SELFHEAL_APPROVAL_KEY_PARAMETER", "/k"));
+            env.push(("SELFHEAL_APPROVAL_URL_PARAMETER", "/u"));
+            let (mut c, _) = testing::common("fn", &env);
+            let notices = Arc::new(RecordingNotifier::default());
+            let store = Arc::new(MemoryIdempotency::default());
+            let params = MemoryParameters::default().with("/u", URL);
+            let params = if with_key {
+                params.with("/k", KEY)
+            } else {
+                params
+            };
+            c.autonomy = Autonomy::new(c.guard.policy().autonomy.clone())
+                .with_store(store.clone())
+                .with_parameters(Arc::new(params))
+                .with_notifier(Some(notices.clone()));
+            World { c, notices, store }
+        }
+
+        fn ask<'a>(event: &'a Value, approval: Option<&'a Approved>) -> Ask<'a> {
+            Ask {
+                target: "t-1",
+                action: "reboot",
+                default: Level::FirstDryRun,
+                target_tag: None,
+                alarm_tag: None,
+                episode: "ep-1",
+                event,
+                would: "reboot t-1",
+                approval,
+            }
+        }
+
+        async fn run(w: &World, a: Ask<'_>) -> Gated {
+            let inv = Invocation::local(std::time::Duration::from_secs(5));
+            let audit = w.c.audit_for(&inv, "alarm", a.target);
+            w.c.autonomy_gate(&inv, audit, a).await
+        }
+
+        fn held(g: Gated) -> AuditRecord {
+            match g {
+                Gated::Held(r) => r,
+                Gated::Act(a) => panic!("expected held, got act: {a:?}"),
+            }
+        }
+
+        fn acts(g: &Gated) -> bool {
+            matches!(g, Gated::Act(_))
+        }
+
+        #[tokio::test]
+        async fn each_level_does_what_it_says() {
+            let ev = json!({"alarm": 1});
+            let w = world(&[("SELFHEAL_AUTONOMY", "observe")], true);
+            for _ in 0..2 {
+                let rec = held(run(&w, ask(&ev, None)).await);
+                assert_eq!(rec.decision, Outcome::DryRun);
+                assert!(rec.notify_worthy(), "a held dry run tells a person");
+                assert_eq!(rec.details["autonomy"]["level"], "observe");
+            }
+            let w = world(&[("SELFHEAL_AUTONOMY", "auto")], true);
+            assert!(acts(&run(&w, ask(&ev, None)).await));
+            // Unset: the action's default (first-dry-run here): dry run, then act.
+            let w = world(&[("SELFHEAL_AUTONOMY", "")], true);
+            let first = held(run(&w, ask(&ev, None)).await);
+            assert_eq!(first.decision, Outcome::DryRun);
+            assert_eq!(first.details["autonomy"]["source"], "default");
+            assert!(
+                acts(&run(&w, ask(&ev, None)).await),
+                "a repeat in the window acts"
+            );
+            assert!(
+                w.notices.sent().is_empty(),
+                "the gate itself notifies only approvals"
+            );
+        }
+
+        #[tokio::test]
+        async fn approve_sends_two_signed_links_and_keeps_the_event() {
+            let ev = json!({"alarm": "cpu"});
+            let w = world(&[("SELFHEAL_AUTONOMY", "approve")], true);
+            let rec = held(run(&w, ask(&ev, None)).await);
+            assert_eq!(rec.code, "approval-asked");
+            assert!(
+                !rec.notify_worthy(),
+                "the notice with links is the gate's own"
+            );
+            let log = crate::audit::log_line(&rec);
+            let sent = w.notices.sent();
+            assert_eq!(sent.len(), 1, "{sent:?}");
+            assert!(sent[0].0.contains("asks approval"), "{}", sent[0].0);
+            let body: Value = serde_json::from_str(&sent[0].1).unwrap();
+            let key = Key::from_parameter(KEY).unwrap();
+            let mut ids = Vec::new();
+            for (field, choice) in [
+                ("approve_url", Choice::Approve),
+                ("reject_url", Choice::Reject),
+            ] {
+                let url = body[field].as_str().unwrap();
+                assert!(url.starts_with(URL), "{url}");
+                let token = url.split("t=").nth(1).unwrap();
+                assert!(!log.contains(token), "tokens stay out of the logs");
+                let now = chrono::Utc::now().timestamp();
+                let claims = approval::verify(token, &key, now, "fn").unwrap();
+                assert_eq!(
+                    (claims.target.as_str(), claims.action.as_str()),
+                    ("t-1", "reboot")
+                );
+                assert_eq!(claims.decision, choice);
+                ids.push(claims.id.clone());
+                if choice == Choice::Approve {
+                    assert_eq!(
+                        w.c.autonomy.pending_event(&claims).await.unwrap(),
+                        Some(ev.clone())
+                    );
+                    assert!(w.store.get(&pending_key("fn", &claims.id)).is_some());
+                    let now = chrono::Utc::now().timestamp();
+                    assert_eq!(
+                        w.c.autonomy.consume(&claims, "r1", now).await.unwrap(),
+                        Use::Consumed
+                    );
+                    assert_eq!(
+                        w.c.autonomy.consume(&claims, "r2", now).await.unwrap(),
+                        Use::AlreadyUsed
+                    );
+                } else {
+                    let now = chrono::Utc::now().timestamp();
+                    assert_eq!(
+                        w.c.autonomy.consume(&claims, "r3", now).await.unwrap(),
+                        Use::AlreadyUsed,
+                        "the twin link is used up too"
+                    );
+                }
+            }
+            assert_eq!(ids[0], ids[1]);
+        }
+
+        #[tokio::test]
+        async fn an_approval_acts_unless_lowered_to_observe_or_for_another_target() {
+            let ev = json!({});
+            let w = world(&[("SELFHEAL_AUTONOMY", "approve")], true);
+            let claims = |target: &str, action: &str| approval::Claims {
+                v: 1,
+                function: "fn".into(),
+                target: target.into(),
+                action: action.into(),
+                episode: "ep-1".into(),
+                id: "id-1".into(),
+                decision: Choice::Approve,
+                iat: 0,
+                exp: i64::MAX,
+            };
+            let ok = Approved {
+                claims: claims("t-1", "reboot"),
+            };
+            let g = run(&w, ask(&ev, Some(&ok))).await;
+            assert!(acts(&g), "{g:?}");
+            for other in [claims("t-2", "reboot"), claims("t-1", "stop-start")] {
+                let a = Approved { claims: other };
+                let rec = held(run(&w, ask(&ev, Some(&a))).await);
+                assert_eq!(rec.code, "approval-mismatch", "{rec:?}");
+            }
+            let mut lowered = ask(&ev, Some(&ok));
+            lowered.target_tag = Some("observe");
+            let rec = held(run(&w, lowered).await);
+            assert_eq!(rec.decision, Outcome::DryRun, "{rec:?}");
+            assert!(w.notices.sent().is_empty());
+        }
+
+        #[tokio::test]
+        async fn tags_override_the_setting_and_a_typo_is_observe() {
+            let ev = json!({});
+            let w = world(&[("SELFHEAL_AUTONOMY", "auto")], true);
+            let mut a = ask(&ev, None);
+            a.alarm_tag = Some("approve");
+            assert_eq!(held(run(&w, a.clone()).await).code, "approval-asked");
+            a.target_tag = Some("autp");
+            let rec = held(run(&w, a).await);
+            assert_eq!(rec.decision, Outcome::DryRun);
+            assert_eq!(rec.details["autonomy"]["source"], "target-tag");
+        }
+
+        #[tokio::test]
+        async fn no_key_means_no_link_and_a_person_is_told() {
+            let ev = json!({});
+            let w = world(&[("SELFHEAL_AUTONOMY", "approve")], false);
+            let rec = held(run(&w, ask(&ev, None)).await);
+            assert_eq!(rec.code, "approval-unavailable");
+            assert!(rec.notify_worthy());
+            assert!(w.notices.sent().is_empty(), "never a link without a key");
+            assert!(w.store.keys().is_empty(), "nothing pending");
+        }
+
+        #[tokio::test]
+        async fn nobody_is_asked_when_the_kill_switch_or_dry_run_would_refuse() {
+            let ev = json!({});
+            for env in [("SELFHEAL_ENABLED", "false"), ("SELFHEAL_DRY_RUN", "true")] {
+                let w = world(&[("SELFHEAL_AUTONOMY", "approve"), env], true);
+                let rec = held(run(&w, ask(&ev, None)).await);
+                assert_ne!(rec.code, "approval-asked", "{env:?}");
+                assert!(w.notices.sent().is_empty(), "{env:?}");
+            }
+        }
+    }
 
     fn guarded(would: &str) -> Guarded<'static, [(&'static str, &'static str); 1]> {
         Guarded {

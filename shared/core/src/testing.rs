@@ -11,14 +11,17 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::anomaly::Point;
+use crate::approval::gate::Autonomy;
 use crate::audit::Auditor;
 use crate::common::Common;
 use crate::error::AwsError;
 use crate::guard::{Guardrails, KillSwitch, Policy};
 use crate::ports::alarms::{AlarmFacts, Alarms};
+use crate::ports::idempotency::{Budget, Claim, ClaimResult, IdempotencyLedger, Settle, State};
 use crate::ports::ledger::{FleetRecord, Ledger, LedgerError, LedgerWrite, TargetRecord};
 use crate::ports::metrics::{MetricHistory, MetricQuery, Window};
 use crate::ports::notifier::Notifier;
+use crate::ports::parameters::Parameters;
 use crate::ports::scheduler::{FollowUp, FollowUps};
 
 /// An in-memory ledger for unit tests and local experiments. Same semantics as DynamoDB's
@@ -130,10 +133,11 @@ impl Ledger for MemoryLedger {
 }
 
 /// A [`Common`] for `function` with the policy read from `env` pairs, the kill switch on,
-/// an in-memory ledger (returned too) and no notifier.
+/// an in-memory ledger (returned too) and no notifier. `SELFHEAL_AUTONOMY` is `auto` unless
+/// `env` says otherwise: tests of other things test them as before the autonomy gate.
 pub fn common(function: &'static str, env: &[(&str, &str)]) -> (Common, Arc<MemoryLedger>) {
-    let map: HashMap<String, String> = env
-        .iter()
+    let map: HashMap<String, String> = std::iter::once(("SELFHEAL_AUTONOMY", "auto"))
+        .chain(env.iter().copied())
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let policy = Policy::from_lookup(function, |k| map.get(k).cloned())
@@ -147,8 +151,121 @@ pub fn common(function: &'static str, env: &[(&str, &str)]) -> (Common, Arc<Memo
             ledger.clone(),
         ),
         audit: Auditor::new(None),
+        autonomy: Autonomy::new(policy.autonomy.clone())
+            .with_store(Arc::new(MemoryIdempotency::default())),
     };
     (common, ledger)
+}
+
+/// Idempotency records in memory, with the claim semantics of the DynamoDB adapter (absent,
+/// or a lapsed in-progress lease, may be claimed; done never).
+#[derive(Default)]
+pub struct MemoryIdempotency {
+    items: Mutex<HashMap<String, State>>,
+}
+
+impl MemoryIdempotency {
+    /// The state stored under `key`.
+    pub fn get(&self, key: &str) -> Option<State> {
+        self.items.lock().ok().and_then(|m| m.get(key).cloned())
+    }
+
+    /// Every key stored.
+    pub fn keys(&self) -> Vec<String> {
+        self.items
+            .lock()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl IdempotencyLedger for MemoryIdempotency {
+    async fn entries(&self, keys: &[String]) -> Result<HashMap<String, State>, AwsError> {
+        let m = self
+            .items
+            .lock()
+            .map_err(|_| AwsError::new("memory:entries", "-", "lock poisoned"))?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| m.get(k).map(|s| (k.clone(), s.clone())))
+            .collect())
+    }
+
+    async fn claim(
+        &self,
+        claims: &[Claim],
+        _budget: Option<&Budget>,
+        now: i64,
+    ) -> Result<Vec<ClaimResult>, AwsError> {
+        let mut m = self
+            .items
+            .lock()
+            .map_err(|_| AwsError::new("memory:claim", "-", "lock poisoned"))?;
+        Ok(claims
+            .iter()
+            .map(|c| {
+                let free = match m.get(&c.key) {
+                    None => true,
+                    Some(State::InProgress { lease_until, .. }) => *lease_until <= now,
+                    Some(State::Done { .. }) => false,
+                };
+                if free {
+                    m.insert(
+                        c.key.clone(),
+                        State::InProgress {
+                            lease_until: c.lease_until,
+                            owner: c.owner.clone(),
+                        },
+                    );
+                    ClaimResult::Claimed
+                } else {
+                    ClaimResult::Conflict
+                }
+            })
+            .collect())
+    }
+
+    async fn settle(&self, done: &[Settle], release: &[String]) -> Result<(), AwsError> {
+        let mut m = self
+            .items
+            .lock()
+            .map_err(|_| AwsError::new("memory:settle", "-", "lock poisoned"))?;
+        for k in release {
+            m.remove(k);
+        }
+        for d in done {
+            m.insert(
+                d.key.clone(),
+                State::Done {
+                    outcome: d.outcome.clone(),
+                    detail: d.detail.clone(),
+                    at: d.at,
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Parameters in memory, by name.
+#[derive(Default)]
+pub struct MemoryParameters(pub Mutex<HashMap<String, String>>);
+
+impl MemoryParameters {
+    pub fn with(self, name: &str, value: &str) -> Self {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(name.into(), value.into());
+        }
+        self
+    }
+}
+
+#[async_trait]
+impl Parameters for MemoryParameters {
+    async fn get(&self, name: &str) -> Result<Option<String>, AwsError> {
+        Ok(self.0.lock().ok().and_then(|m| m.get(name).cloned()))
+    }
 }
 
 /// A notifier that keeps every (subject, message) it was asked to send.

@@ -7,9 +7,10 @@ use selfheal_aws::aws_config::SdkConfig;
 use selfheal_aws::aws_sdk_dynamodb;
 use selfheal_aws::aws_sdk_sns;
 use selfheal_aws::aws_sdk_ssm;
-use selfheal_aws::dynamodb::DynamoLedger;
+use selfheal_aws::dynamodb::{DynamoIdempotency, DynamoLedger};
 use selfheal_aws::sns::SnsNotifier;
 use selfheal_aws::ssm::SsmParameters;
+use selfheal_core::approval::gate::Autonomy;
 use selfheal_core::guard::{KillSwitch, Ledger};
 use selfheal_core::ports::notifier::Notifier;
 use selfheal_core::ports::parameters::Parameters;
@@ -44,23 +45,29 @@ pub fn common(
         name: "SELFHEAL_LEDGER_TABLE",
         why: "cooldowns, caps and idempotency records are kept there",
     })?;
-    let ledger: Arc<dyn Ledger> =
-        Arc::new(DynamoLedger::new(aws_sdk_dynamodb::Client::new(sdk), table));
-    let params = policy.kill_switch_parameter.clone().map(|name| {
-        (
-            Arc::new(SsmParameters(aws_sdk_ssm::Client::new(sdk))) as Arc<dyn Parameters>,
-            name,
-        )
-    });
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    let ledger: Arc<dyn Ledger> = Arc::new(DynamoLedger::new(ddb.clone(), table.clone()));
+    let ssm: Arc<dyn Parameters> = Arc::new(SsmParameters(aws_sdk_ssm::Client::new(sdk)));
+    let params = policy
+        .kill_switch_parameter
+        .clone()
+        .map(|name| (ssm.clone(), name));
     let switch = KillSwitch::new(params, policy.enabled_fallback)
         .with_max_staleness(policy.kill_switch_max_stale);
     let notifier = policy
         .topic_arn
         .clone()
         .map(|t| Arc::new(SnsNotifier::new(aws_sdk_sns::Client::new(sdk), t)) as Arc<dyn Notifier>);
+    // Graduated autonomy: "seen" records, pending approvals and single-use claims in the
+    // same table; the key and the URL through SSM; the approval notice through SNS.
+    let autonomy = Autonomy::new(policy.autonomy.clone())
+        .with_store(Arc::new(DynamoIdempotency::new(ddb, table)))
+        .with_parameters(ssm)
+        .with_notifier(notifier.clone());
     Ok(Common {
         function,
         guard: Guardrails::new(policy, switch, ledger),
         audit: Auditor::new(notifier),
+        autonomy,
     })
 }

@@ -237,7 +237,7 @@ pub enum Outcome {
     StateChanged { claims: Claims, detail: String },
     /// The request was malformed.
     BadRequest(RequestError),
-    /// The key could not be read: nothing can be verified now, nothing was done.
+    /// The key or the ledger could not be read: nothing can be verified now, nothing was done.
     Unavailable,
 }
 
@@ -308,7 +308,8 @@ pub fn respond(outcome: &Outcome) -> Value {
         Outcome::Unavailable => (
             503,
             "Not available",
-            "The approval key could not be read. Nothing was done; try the link again later."
+            "The approval could not be checked now (its key or its record could not be read). \
+             Nothing was done; try the link again later."
                 .to_string(),
             None,
         ),

@@ -2,6 +2,7 @@
 //! the command line (`--event FILE [--dry-run]`), the cold-start bootstrap of the parts every
 //! function shares (ledger, kill switch, notifier), and JSON telemetry.
 
+pub mod approval;
 pub mod bootstrap;
 pub mod http;
 pub mod runtime;

@@ -78,6 +78,9 @@ pub struct Policy {
     pub ledger_table: Option<String>,
     /// `SELFHEAL_TOPIC_ARN`: SNS topic for notifications; unset means none are sent.
     pub topic_arn: Option<String>,
+    /// Graduated autonomy (issue 17): `SELFHEAL_AUTONOMY`, its window, the approval links'
+    /// validity, key and URL parameters. Used only by functions that call the autonomy gate.
+    pub autonomy: crate::approval::gate::AutonomySettings,
 }
 
 impl Policy {
@@ -140,6 +143,7 @@ impl Policy {
             window,
             ledger_table: get("SELFHEAL_LEDGER_TABLE"),
             topic_arn: get("SELFHEAL_TOPIC_ARN"),
+            autonomy: crate::approval::gate::AutonomySettings::from_lookup(&get)?,
         })
     }
 }
