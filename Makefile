@@ -85,8 +85,10 @@ soak: setup
 	SELFHEAL_NOLOSS_SEEDS=20 scripts/with-moto.sh --state .moto/soak cargo test -p selfheal-tests --locked -- replay_transactions::no_transaction_is_lost --nocapture 2>&1 | tee -a target/soak.log
 	python3 scripts/soak_report.py target/soak.log > bench/SOAK.md
 
+# DEMO_STATE: the emulator's state dir (one per person or helper running demos side by side).
+DEMO_STATE ?= .moto/demo
 demo: setup
-	scripts/with-moto.sh --state .moto/demo $(VENV)/bin/python scripts/demo.py
+	scripts/with-moto.sh --state $(DEMO_STATE) $(VENV)/bin/python scripts/demo.py
 
 # Release packages, one zip per function: target/lambda/<function>/bootstrap.zip. Only the
 # host target (x86_64) is installed here; arm64 needs the aarch64 target in your rustup and

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """make demo: every selfheal function, run through the Lambda runtime emulator (cargo lambda)
-against the local AWS emulator (moto), with what happened shown before and after.
+against the local AWS emulator (moto), with what happened shown before and after; then the
+closed loop (issue 14): follow-ups that Scheduler would deliver, delivered by the demo.
 
 Run by `make demo` inside scripts/with-moto.sh, which starts moto and exports AWS_ENDPOINT_URL
 and fake credentials. Each function has a module scripts/demo_<function>.py with
   TITLE, setup(demo) -> dict of env vars, run(demo)
+The closed-loop stories are in this file (closed_loop_* below).
 """
 
 import base64
@@ -13,6 +15,7 @@ import importlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +27,9 @@ import boto3
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+EVENTS = os.path.join(ROOT, "events")
 FUNCTIONS = ["reboot-instance", "restore-object", "replay-transactions", "scale-group"]
+ACCOUNT = "123456789012"
 
 BOLD, DIM, GREEN, YELLOW, RED, RESET = (
     ("\033[1m", "\033[2m", "\033[32m", "\033[33m", "\033[31m", "\033[0m") if sys.stdout.isatty() else ("",) * 6
@@ -39,12 +44,19 @@ def free_port():
     return port
 
 
+def hhmmss(epoch):
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%H:%M:%S")
+
+
 class Demo:
     def __init__(self):
         self.endpoint = os.environ["AWS_ENDPOINT_URL"]
         self.region = os.environ.get("AWS_REGION", "us-east-1")
         self.port = None
-        self.watch = None
+        self.api = None
+        self.procs = {}
+        self.executables = {}
+        self.logdir = tempfile.mkdtemp(prefix="selfheal-demo-")
         self._clients = {}
         self.failures = 0
 
@@ -104,7 +116,10 @@ class Demo:
             ComparisonOperator=comparison,
             Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()],
         )
-        cw.set_alarm_state(AlarmName=name, StateValue=state, StateReason="selfheal demo")
+        self.set_alarm(name, state)
+
+    def set_alarm(self, name, state):
+        self.client("cloudwatch").set_alarm_state(AlarmName=name, StateValue=state, StateReason="selfheal demo")
 
     def create_shared(self):
         ddb = self.client("dynamodb")
@@ -141,64 +156,124 @@ class Demo:
                 out.append((env.get("Subject", ""), msg))
                 sqs.delete_message(QueueUrl=self.inbox_url, ReceiptHandle=m["ReceiptHandle"])
 
+    def show_notices(self):
+        """Prints (and consumes) the notices the operators' topic received since the last call."""
+        notices = self.notices()
+        if notices:
+            print(f"   {DIM}notices sent to the operators' topic:{RESET}")
+        for subject, msg in notices:
+            reason = msg.get("reason", "") if isinstance(msg, dict) else str(msg)
+            print(f" ✉ {subject} — {reason[:110]}")
+        return notices
+
     # ---- the Lambda runtime emulator ---------------------------------------------------
-    def start_runtime(self, env):
-        env_file = os.path.join(tempfile.mkdtemp(prefix="selfheal-demo-"), "functions.env")
-        with open(env_file, "w") as f:
-            for k, v in sorted(env.items()):
-                # Quoted: values such as `src=replica` or URLs trip the unquoted syntax.
-                f.write(f'{k}="{v}"\n')
-        self.port = free_port()
-        self.watch_log = open(os.path.join(os.path.dirname(env_file), "watch.log"), "w")
-        self.watch = subprocess.Popen(
-            ["cargo", "lambda", "watch", "--locked", "--quiet", "--ignore-changes", "--invoke-address", "127.0.0.1", "--invoke-port", str(self.port), "--env-file", env_file],
+    def build(self, functions):
+        """Builds the functions' binaries once; the runtime emulator runs exactly these (it
+        would otherwise `cargo run` each function again when it starts it)."""
+        packages = [arg for fn in functions for arg in ("-p", fn)]
+        out = subprocess.run(
+            ["cargo", "build", "--quiet", "--locked", "--bins", "--message-format", "json", *packages],
             cwd=ROOT,
-            stdout=self.watch_log,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for line in out.stdout.splitlines():
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
+                self.executables[msg["target"]["name"]] = msg["executable"]
+        if out.returncode != 0:
+            raise SystemExit("cargo build failed (its errors are above)")
+        missing = [fn for fn in functions if fn not in self.executables]
+        if missing:
+            raise SystemExit(f"cargo build gave no binary for {', '.join(missing)}")
+
+    def start_runtime(self, function, env):
+        """The Lambda runtime emulator (`cargo lambda watch`, its runtime APIs only) and the
+        function's binary polling it for invocations, with this function's settings only."""
+        self.port = free_port()
+        log = open(os.path.join(self.logdir, f"{function}-runtime.log"), "a")
+        self.api = subprocess.Popen(
+            ["cargo", "lambda", "watch", "--only-lambda-apis", "--invoke-address", "127.0.0.1", "--invoke-port", str(self.port)],
+            cwd=ROOT,
+            stdout=log,
             stderr=subprocess.STDOUT,
         )
         for _ in range(300):
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
+                break
             except OSError:
-                if self.watch.poll() is not None:
-                    raise SystemExit("cargo lambda watch exited; see " + self.watch_log.name)
+                if self.api.poll() is not None:
+                    raise SystemExit("cargo lambda watch exited; see " + log.name)
                 time.sleep(0.1)
-        raise SystemExit("cargo lambda watch did not start")
+        else:
+            raise SystemExit("cargo lambda watch did not start")
+        # The function sees its own settings, never the caller's SELFHEAL_* or RUST_LOG.
+        penv = {k: v for k, v in os.environ.items() if not k.startswith(("SELFHEAL_", "AWS_LAMBDA_", "RUST_LOG"))}
+        penv.update(env)
+        penv.update(
+            {
+                "AWS_LAMBDA_RUNTIME_API": f"http://127.0.0.1:{self.port}/.rt/{function}",
+                "AWS_LAMBDA_FUNCTION_NAME": function,
+                "AWS_LAMBDA_FUNCTION_VERSION": "1",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+            }
+        )
+        self.fn_log = os.path.join(self.logdir, f"{function}.log")
+        self.procs[function] = subprocess.Popen(
+            [self.executables[function]], cwd=ROOT, env=penv, stdout=open(self.fn_log, "a"), stderr=subprocess.STDOUT
+        )
 
     def stop_runtime(self):
-        if self.watch and self.watch.poll() is None:
-            self.watch.terminate()
-            try:
-                self.watch.wait(10)
-            except subprocess.TimeoutExpired:
-                self.watch.kill()
+        for proc in list(self.procs.values()) + ([self.api] if self.api else []):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        self.procs, self.api = {}, None
 
     def invoke(self, function, event):
         """Invokes `function` through the Lambda runtime emulator; returns its parsed response
-        (or {"error": ...} when the function returned an error)."""
+        (or {"error": ...} when the function returned an error). `event` is a JSON value, or a
+        JSON text sent exactly as it is."""
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-            json.dump(event, f)
+            f.write(event if isinstance(event, str) else json.dumps(event))
+        proc = self.procs.get(function)
         try:
-            out = subprocess.run(
+            inv = subprocess.Popen(
                 ["cargo", "lambda", "invoke", function, "--invoke-address", "127.0.0.1", "--invoke-port", str(self.port), "--data-file", f.name],
                 cwd=ROOT,
-                capture_output=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
-                timeout=600,
             )
+            deadline = time.time() + 120
+            while inv.poll() is None:
+                # A function that died (a bad setting stops its cold start) never answers.
+                if proc is None or proc.poll() is not None or time.time() > deadline:
+                    inv.kill()
+                    inv.communicate()
+                    why = "is not running" if proc is None or proc.poll() is not None else "did not answer in 120 s"
+                    return {"error": f"{function} {why}; its log: {self.fn_log}"}
+                time.sleep(0.02)
+            stdout, stderr = inv.communicate()
         finally:
             os.unlink(f.name)
-        if out.returncode != 0:
+        if inv.returncode != 0:
             # cargo lambda prints "Error: TYPE", then the message in a box, then a banner.
-            text = out.stderr or out.stdout
+            text = stderr or stdout
             lines = [l.strip(" ×│╰─▶├") for l in text.splitlines()]
             lines = [l for l in lines if l and "Was this behavior unexpected" not in l and "Start a thread" not in l]
             return {"error": " ".join(lines) or "unknown error"}
         try:
-            return json.loads(out.stdout)
+            return json.loads(stdout)
         except ValueError:
-            return {"error": out.stdout.strip()}
+            return {"error": stdout.strip()}
 
     # ---- output for people ---------------------------------------------------------------
     def section(self, title):
@@ -233,19 +308,315 @@ class Demo:
         if not ok:
             self.failures += 1
             print(f"     {RED}unexpected: {what}{RESET}")
+        return ok
+
+
+# ---- the closed loop (issue 14) --------------------------------------------------------------
+# Each action schedules its verification with EventBridge Scheduler. The emulator stores
+# schedules but never fires them: the demo reads each stored schedule and invokes the function
+# it targets with exactly its Target.Input, at once instead of at its time (and says so).
+
+FOLLOW_UP_GROUP = "selfheal-demo-follow-ups"
+SCHEDULER_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/selfheal-demo-scheduler"
+SAMPLE_INSTANCE = "i-0123456789abcdef0"
+SAMPLE_GROUP = "selfheal-sample-asg"
+
+
+def function_arn(demo, function):
+    return f"arn:aws:lambda:{demo.region}:{ACCOUNT}:function:{function}"
+
+
+def closed_loop_env(demo, function):
+    """Everything the stories rely on, set explicitly (whatever the code's defaults become)."""
+    return {
+        "SELFHEAL_AUTONOMY": "auto",
+        "SELFHEAL_DRY_RUN": "false",
+        "SELFHEAL_ENABLED": "true",
+        "SELFHEAL_OPT_IN_TAG": "selfheal:managed=true",
+        "SELFHEAL_SCHEDULE_GROUP": FOLLOW_UP_GROUP,
+        "SELFHEAL_SCHEDULER_ROLE_ARN": SCHEDULER_ROLE_ARN,
+        "SELFHEAL_FOLLOW_UP_TARGET_ARN": function_arn(demo, function),
+        # Follow-ups are delivered at once, and the cooldown counts real time: without this a
+        # follow-up's next step would meet the cooldown of the step before (in AWS, 900 s).
+        "SELFHEAL_COOLDOWN_SECONDS": "0",
+        "SELFHEAL_MAX_ACTIONS_PER_HOUR": "20",
+        "SELFHEAL_BREAKER_TARGETS": "10",
+        "SELFHEAL_MAX_EVENT_AGE_SECONDS": "3600",
+    }
+
+
+def stored_follow_ups(demo, target):
+    """The schedules stored in the follow-up group whose payload names `target`."""
+    sch, out, token = demo.client("scheduler"), [], None
+    while True:
+        page = sch.list_schedules(GroupName=FOLLOW_UP_GROUP, **({"NextToken": token} if token else {}))
+        for s in page.get("Schedules", []):
+            full = sch.get_schedule(GroupName=FOLLOW_UP_GROUP, Name=s["Name"])
+            payload = json.loads(full["Target"]["Input"])
+            if payload.get("selfheal-verify", {}).get("target") == target:
+                out.append(full)
+        token = page.get("NextToken")
+        if not token:
+            return out
+
+
+def deliver(demo, target, full=False):
+    """Reads the one stored follow-up of `target` and invokes the function it targets with
+    exactly its Target.Input; returns (payload, response)."""
+    found = stored_follow_ups(demo, target)
+    if not demo.expect(f"one stored follow-up for {target}, found {len(found)}", len(found) == 1):
+        return {}, {"error": "no follow-up to deliver"}
+    s = found[0]
+    function = s["Target"]["Arn"].rsplit(":function:", 1)[-1]
+    raw = s["Target"]["Input"]
+    payload = json.loads(raw)["selfheal-verify"]
+    m = re.match(r"at\((.*)\)$", s["ScheduleExpression"])
+    due = None
+    if m:
+        at = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+        due = int(at.timestamp() - time.time())
+    if full:
+        demo.say(f"stored schedule {s['Name']} in group {FOLLOW_UP_GROUP}:")
+        demo.say(
+            f"  {s['ScheduleExpression']} {s.get('ScheduleExpressionTimezone', '')}, flexible window "
+            f"{s['FlexibleTimeWindow']['Mode']}, after completion {s.get('ActionAfterCompletion', '?')}"
+        )
+        demo.say(f"  target {s['Target']['Arn']} as {s['Target']['RoleArn']}")
+        demo.say(f"  input {raw[:160]}{'...' if len(raw) > 160 else ''}")
+    what = "start after the stop" if payload.get("phase") == "start" else f"verify ({payload.get('rung') or 'step ' + str(payload.get('step'))}, attempt {payload.get('attempt')})"
+    when = f"due in {due} s" if due is not None and due > 0 else "due now"
+    print(f" ⏱ {YELLOW}time passes{RESET}: the follow-up {what} is {when}; the emulator never fires it, so the demo delivers its input to {function} now")
+    return payload, demo.invoke(function, raw)
+
+
+def loop_line(demo, trigger, records):
+    """One line per record of a closed-loop invocation: decision, outcome, time to heal and
+    what was scheduled next."""
+    if isinstance(records, dict) and "error" in records:
+        demo.show(trigger, "failed", f"function returned an error: {records['error']}")
+        return []
+    records = records if isinstance(records, list) else [records]
+    for r in records:
+        reason = (r.get("reason") or "").split(": metric ")[0]
+        tags = []
+        if r.get("outcome"):
+            colour = {"healed": GREEN, "escalated": RED}.get(r["outcome"], YELLOW)
+            tags.append(f"{colour}{r['outcome']}{RESET}")
+        if r.get("time_to_heal_ms") is not None:
+            tags.append(f"time to heal {r['time_to_heal_ms'] / 1000:.1f} s")
+        demo.show(trigger, r.get("decision", "?") + (f" ({', '.join(tags)})" if tags else ""), reason)
+        note = (r.get("details") or {}).get("follow_up") or {}
+        if note.get("status") == "scheduled":
+            demo.say(f"⇒ follow-up scheduled for {hhmmss(note['at'])} UTC ({note['name']})")
+        elif note:
+            demo.say(f"⇒ follow-up {note.get('status')}: {note.get('reason') or note.get('error')}")
+    return records
+
+
+def first(records):
+    return records[0] if isinstance(records, list) and records else {}
+
+
+def closed_loop_setup(demo):
+    demo.client("scheduler").create_schedule_group(Name=FOLLOW_UP_GROUP)
+    ec2 = demo.client("ec2")
+    ids = {}
+    for name in ("web-2", "web-3"):
+        spec = [{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": name}, {"Key": "selfheal:managed", "Value": "true"}]}]
+        out = ec2.run_instances(ImageId="ami-12c6146b", InstanceType="t3.micro", MinCount=1, MaxCount=1, TagSpecifications=spec)
+        ids[name] = out["Instances"][0]["InstanceId"]
+        demo.alarm(f"{name}-status-checks", "AWS/EC2", "StatusCheckFailed_Instance", {"InstanceId": ids[name]})
+    group = f"selfheal-demo-shop-{int(time.time())}"
+    demo.client("ec2").create_launch_template(
+        LaunchTemplateName=group, LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"}
+    )
+    demo.client("autoscaling").create_auto_scaling_group(
+        AutoScalingGroupName=group,
+        LaunchTemplate={"LaunchTemplateName": group, "Version": "$Latest"},
+        MinSize=1,
+        MaxSize=12,
+        DesiredCapacity=4,
+        AvailabilityZones=["us-east-1a"],
+        Tags=[{"ResourceId": group, "ResourceType": "auto-scaling-group", "Key": "selfheal:managed", "Value": "true", "PropagateAtLaunch": False}],
+    )
+    demo.alarm("shop-cpu-high", "AWS/EC2", "CPUUtilization", {"AutoScalingGroupName": group}, threshold=60.0)
+    return ids, group
+
+
+def sample(demo, name, replacements):
+    with open(os.path.join(EVENTS, name)) as f:
+        text = f.read()
+    # Plain text replacement: the names also appear inside SNS messages (JSON in a string).
+    for old, new in replacements.items():
+        text = text.replace(old, new)
+    return demo.fresh(json.loads(text))
+
+
+def instance_state(demo, iid):
+    out = demo.client("ec2").describe_instances(InstanceIds=[iid])
+    return out["Reservations"][0]["Instances"][0]["State"]["Name"]
+
+
+def closed_loop_reboot(demo, ids):
+    fn = "reboot-instance"
+    demo.say(
+        f"reboot-instance settings: ladder reboot → stop-start → notify (stop-start allowed); verification {REBOOT_VERIFY_AFTER} s "
+        "after a reboot; cooldown 0 s (follow-ups are delivered at once here); follow-ups in "
+        f"schedule group {FOLLOW_UP_GROUP}"
+    )
+
+    # Story 1: a reboot that heals.
+    iid, alarm = ids["web-2"], "web-2-status-checks"
+    print(f"\n   {BOLD}1. web-2 ({iid}) fails its status checks; a reboot heals it{RESET}")
+    ev = sample(demo, "reboot-instance-eventbridge-metric-math.json", {SAMPLE_INSTANCE: iid, "web-1-status-checks": alarm})
+    r = loop_line(demo, f"alarm {alarm} ALARM", demo.invoke(fn, ev))
+    episode = first(r).get("episode_id")
+    demo.expect("the status-check alarm reboots web-2", first(r).get("decision") == "acted")
+    demo.expect("the reboot's verification is scheduled", (first(r).get("details") or {}).get("follow_up", {}).get("status") == "scheduled")
+    demo.before_after(f"RebootInstances calls for {iid}", 0, len(demo.requests("Action=RebootInstances", f"InstanceId.1={iid}")))
+    demo.set_alarm(alarm, "OK")
+    demo.say(f"after the reboot the status checks pass: alarm {alarm} → OK")
+    _, r = deliver(demo, iid, full=True)
+    r = loop_line(demo, "verification", r)
+    healed = first(r)
+    demo.expect("the reboot is verified healed", healed.get("outcome") == "healed" and healed.get("time_to_heal_ms") is not None)
+    demo.expect("one episode from the alarm to healed", episode is not None and healed.get("episode_id") == episode)
+    demo.expect("nothing more scheduled for web-2", not stored_follow_ups(demo, iid))
+    if healed.get("time_to_heal_ms") is not None:
+        demo.say(
+            f"time to heal {healed['time_to_heal_ms'] / 1000:.1f} s on the demo's clock, from the alarm to the verification; "
+            f"in AWS the verification comes {REBOOT_VERIFY_AFTER} s after the reboot, so at least that"
+        )
+    demo.show_notices()
+
+    # Story 2: a reboot that does not heal → the next rung → a person.
+    iid, alarm = ids["web-3"], "web-3-status-checks"
+    print(f"\n   {BOLD}2. web-3 ({iid}) fails its status checks; neither a reboot nor new hardware heals it{RESET}")
+    ev = sample(demo, "reboot-instance-eventbridge-metric-math.json", {SAMPLE_INSTANCE: iid, "web-1-status-checks": alarm})
+    r = loop_line(demo, f"alarm {alarm} ALARM", demo.invoke(fn, ev))
+    episode = first(r).get("episode_id")
+    demo.expect("the status-check alarm reboots web-3", first(r).get("decision") == "acted")
+    demo.say(f"the reboot does not help: alarm {alarm} stays in ALARM")
+    _, r = deliver(demo, iid)
+    r = loop_line(demo, "verification of the reboot", r)
+    demo.expect("the next rung stops the instance", first(r).get("decision") == "acted" and (first(r).get("details") or {}).get("rung") == "stop-start")
+    demo.say(f"instance {iid}: {instance_state(demo, iid)} (its start was scheduled before the stop)")
+    _, r = deliver(demo, iid)
+    r = loop_line(demo, "the start after the stop", r)
+    state = instance_state(demo, iid)
+    demo.say(f"instance {iid}: {state}, on other hardware in AWS")
+    demo.expect("the instance is started again", state in ("pending", "running"))
+    demo.say(f"still failing: alarm {alarm} stays in ALARM")
+    _, r = deliver(demo, iid)
+    r = loop_line(demo, "verification of the stop-start", r)
+    last = first(r)
+    demo.expect("the last rung escalates to a person", last.get("outcome") == "escalated")
+    demo.expect("the whole ladder is one episode", last.get("episode_id") == episode)
+    demo.expect("nothing more scheduled for web-3", not stored_follow_ups(demo, iid))
+    calls = {a: len(demo.requests(f"Action={a}", f"InstanceId.1={iid}")) for a in ("RebootInstances", "StopInstances", "StartInstances")}
+    demo.say("calls on web-3: " + ", ".join(f"{a} {n}" for a, n in calls.items()))
+    notices = demo.show_notices()
+    demo.expect("a person is told", any("ESCALATION" in s for s, _ in notices))
+
+
+def desired(demo, group):
+    out = demo.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group])
+    return out["AutoScalingGroups"][0]["DesiredCapacity"]
+
+
+def closed_loop_scale(demo, group):
+    fn, alarm, need = "scale-group", "shop-cpu-high", SURGE_NEEDS
+    print()
+    demo.say(
+        f"scale-group settings: severity sizing (the emulator holds no metric history to forecast from), step ≤ 8, "
+        f"12 resizes per group in 6 h, verification {SCALE_VERIFY_AFTER} s after a resize, cooldown 0 s"
+    )
+    print(f"\n   {BOLD}3. a surge on {group} outlasts the first step{RESET}")
+    demo.say(
+        f"the surge needs {need} instances: the demo plays the CPU alarm {alarm}, in ALARM while the group "
+        f"has fewer (the emulator evaluates no alarm)"
+    )
+    ev = sample(demo, "scale-group-eventbridge.json", {SAMPLE_GROUP: group, "web-asg-cpu-high": alarm})
+    sizes = [desired(demo, group)]
+    r = loop_line(demo, f"alarm {alarm} ALARM (CPU 72 % vs 60 %)", demo.invoke(fn, ev))
+    sizes.append(desired(demo, group))
+    episode = first(r).get("episode_id")
+    demo.expect("the alarm resizes the group", first(r).get("decision") == "acted")
+    demo.before_after(f"{group} desired capacity", sizes[0], sizes[-1])
+    last = first(r)
+    for _ in range(12):
+        if not stored_follow_ups(demo, group):
+            break
+        if sizes[-1] >= need:
+            demo.set_alarm(alarm, "OK")
+            demo.say(f"with {sizes[-1]} instances the CPU falls under 60 %: alarm {alarm} → OK")
+        else:
+            demo.say(f"{sizes[-1]} instances are not enough: alarm {alarm} stays in ALARM")
+        _, r = deliver(demo, group)
+        r = loop_line(demo, "verification", r)
+        last = first(r)
+        if sizes[-1] != desired(demo, group):
+            demo.before_after(f"{group} desired capacity", sizes[-1], desired(demo, group))
+            sizes.append(desired(demo, group))
+    demo.say("desired capacity over the episode: " + " → ".join(map(str, sizes)))
+    demo.expect("the surge took further steps", len(sizes) >= 4)
+    demo.expect("the surge is healed", last.get("outcome") == "healed" and last.get("time_to_heal_ms") is not None)
+    demo.expect("every step in one episode", last.get("episode_id") == episode)
+    demo.expect("nothing more scheduled for the group", not stored_follow_ups(demo, group))
+    demo.show_notices()
+
+
+REBOOT_VERIFY_AFTER = 600
+SCALE_VERIFY_AFTER = 930
+SURGE_NEEDS = 8
+
+
+def closed_loop(demo, base_env):
+    demo.section("closed loop: every action is verified; not healed → the next step, then a person")
+    ids, group = closed_loop_setup(demo)
+    reboot_env = {
+        **base_env,
+        **closed_loop_env(demo, "reboot-instance"),
+        "SELFHEAL_REBOOT_LADDER": "reboot,stop-start,notify",
+        "SELFHEAL_REBOOT_ALLOW_STOP_START": "true",
+        "SELFHEAL_REBOOT_VERIFY_AFTER_SECONDS": str(REBOOT_VERIFY_AFTER),
+        "SELFHEAL_REBOOT_MAX_FOLLOW_UPS": "4",
+        "SELFHEAL_TARGET_CAP": "3",
+        # The emulator holds no metric history; the anomaly gate is make eval's subject.
+        "SELFHEAL_ANOMALY_GATE": "off",
+    }
+    scale_env = {
+        **base_env,
+        **closed_loop_env(demo, "scale-group"),
+        "SELFHEAL_SCALE_SIZING": "severity",
+        "SELFHEAL_SCALE_MAX_STEP": "8",
+        "SELFHEAL_TARGET_CAP": "12",
+        "SELFHEAL_MAX_ACTIONS_PER_GROUP_PER_HOUR": "12",
+        "SELFHEAL_SCALE_VERIFY_AFTER_SECONDS": str(SCALE_VERIFY_AFTER),
+        "SELFHEAL_SCALE_MAX_FOLLOW_UPS": "12",
+    }
+    for fn, env, story in (("reboot-instance", reboot_env, lambda: closed_loop_reboot(demo, ids)), ("scale-group", scale_env, lambda: closed_loop_scale(demo, group))):
+        demo.start_runtime(fn, env)
+        try:
+            story()
+        finally:
+            demo.stop_runtime()
 
 
 def main():
+    # A terminated demo still stops what it started (the finally blocks run).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     demo = Demo()
     modules = []
     for fn in FUNCTIONS:
         name = "demo_" + fn.replace("-", "_")
         if os.path.exists(os.path.join(HERE, name + ".py")):
             modules.append((fn, importlib.import_module(name)))
+    started = time.time()
     print(f"{BOLD}selfheal demo{RESET} — AWS emulator at {demo.endpoint}; functions run by the Lambda runtime emulator (cargo lambda)")
     print("building the functions (first run compiles the AWS SDK: a few minutes) ...", flush=True)
-    packages = [arg for fn, _ in modules for arg in ("-p", fn)]
-    subprocess.run(["cargo", "build", "--quiet", "--locked", "--bins", *packages], cwd=ROOT, check=True)
+    demo.build([fn for fn, _ in modules])
+    print(f"   {DIM}built in {time.time() - started:.0f} s; function logs in {demo.logdir}{RESET}")
     demo.create_shared()
     env = {
         "AWS_ENDPOINT_URL": demo.endpoint,
@@ -256,6 +627,10 @@ def main():
         "AWS_EC2_METADATA_DISABLED": "true",
         "SELFHEAL_LEDGER_TABLE": demo.ledger_table,
         "SELFHEAL_TOPIC_ARN": demo.topic_arn,
+        # The stories show the functions acting: every occurrence acts (no first-occurrence
+        # dry run, no approval), and dry run is off.
+        "SELFHEAL_AUTONOMY": "auto",
+        "SELFHEAL_DRY_RUN": "false",
         "RUST_LOG": "warn",
     }
     # Each function gets its own runtime emulator with its own settings, as each Lambda
@@ -264,16 +639,16 @@ def main():
     for fn, mod in modules:
         envs[fn] = {**env, **(mod.setup(demo) or {})}
     for fn, mod in modules:
-        demo.start_runtime(envs[fn])
+        demo.start_runtime(fn, envs[fn])
         try:
             demo.section(mod.TITLE)
             mod.run(demo)
+            demo.show_notices()
         finally:
             demo.stop_runtime()
-    demo.section("notifications sent to the operators' topic")
-    for subject, msg in demo.notices():
-        reason = msg.get("reason", "") if isinstance(msg, dict) else str(msg)
-        print(f" ✉ {subject} — {reason[:110]}")
+    if "reboot-instance" in dict(modules) and "scale-group" in dict(modules):
+        closed_loop(demo, env)
+    print(f"\n{DIM}make demo took {time.time() - started:.0f} s (build included){RESET}")
     if demo.failures:
         print(f"\n{RED}{demo.failures} unexpected result(s){RESET}")
         sys.exit(1)
