@@ -29,6 +29,9 @@ use selfheal_core::{AuditRecord, AwsError, Outcome};
 use selfheal_core::{Function, Invocation};
 use serde_json::{json, Value};
 
+/// Issue 14: the replays' verification (closed loop).
+mod follow_up;
+
 // ---------------------------------------------------------------------------------------
 // The world a test runs in.
 
@@ -82,6 +85,7 @@ fn aws_ports(sdk: &SdkConfig, settings: &Settings, ledger_table: &str) -> Ports 
         spill,
         ledger: Arc::new(DynamoIdempotency::new(ddb, ledger_table)),
         processed,
+        follow_ups: None,
     }
 }
 

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use selfheal_core::ports::idempotency::{Claim, ClaimResult, Settle};
 use selfheal_core::ports::parking::{ParkedDocument, ParkingLocation};
-use selfheal_core::ports::queues::{OutgoingMessage, SendError};
+use selfheal_core::ports::queues::{AttributeValue, OutgoingMessage, SendError};
 use selfheal_core::{AwsError, Invocation, SkipCode, SkipReason};
 
 use crate::batch::{Batch, Ending};
 use crate::handler::Handler;
 use crate::park::{self, ParkContext, Placement};
-use crate::plan::{Action, ParkReason};
+use crate::plan::{Action, ParkReason, LINEAGE_ATTRIBUTE};
+use crate::verify::Replayed;
 use crate::FUNCTION;
 
 /// Time that must be left before the deadline to start sending: enough to send and record.
@@ -123,20 +124,22 @@ impl Handler {
     /// Records the outcomes and gives back the claims of records not handled. A failure
     /// here is logged, not retried through the queue: the work is done, and a redelivery
     /// would find the claim and wait for its lease.
-    pub(crate) async fn record(&self, b: &mut Batch<'_>) {
+    /// Whether the ledger took every write.
+    pub(crate) async fn record(&self, b: &mut Batch<'_>) -> bool {
         if b.done.is_empty() && b.release.is_empty() {
-            return;
+            return true;
         }
-        if let Err(e) = self.ports.ledger.settle(&b.done, &b.release).await {
-            tracing::error!(function = FUNCTION, error = %e, "ledger settle failed");
-            let settled: HashSet<&String> =
-                b.done.iter().map(|d| &d.key).chain(&b.release).collect();
-            for s in b.slots.iter_mut() {
-                if settled.contains(&s.key) {
-                    s.detail("ledger_settle_error", e.to_string());
-                }
+        let Err(e) = self.ports.ledger.settle(&b.done, &b.release).await else {
+            return true;
+        };
+        tracing::error!(function = FUNCTION, error = %e, "ledger settle failed");
+        let settled: HashSet<&String> = b.done.iter().map(|d| &d.key).chain(&b.release).collect();
+        for s in b.slots.iter_mut() {
+            if settled.contains(&s.key) {
+                s.detail("ledger_settle_error", e.to_string());
             }
         }
+        false
     }
 
     async fn send_replays(&self, messages: &[OutgoingMessage]) -> Vec<Result<String, SendError>> {
@@ -287,19 +290,39 @@ impl Handler {
             let Some(s) = b.slots.get_mut(i) else {
                 continue;
             };
-            let (delay, count, reason) = match &s.pending {
+            let (delay, count, reason, lineage, tx) = match &s.pending {
                 Some((
                     Action::Replay {
                         message,
                         replay_count,
-                        ..
+                        transaction_id,
                     },
                     reason,
-                )) => (message.delay_seconds, *replay_count, reason.clone()),
-                _ => (None, 0, String::new()),
+                )) => (
+                    message.delay_seconds,
+                    *replay_count,
+                    reason.clone(),
+                    match message.attributes.get(LINEAGE_ATTRIBUTE) {
+                        Some(AttributeValue::String { value, .. }) => Some(value.clone()),
+                        _ => None,
+                    },
+                    transaction_id.clone(),
+                ),
+                _ => (None, 0, String::new(), None, String::new()),
             };
             match res {
                 Ok(id) => {
+                    // A replay without room for its lineage starts its own when it fails
+                    // again: its SQS message id.
+                    b.replayed.push((
+                        i,
+                        Replayed {
+                            transaction_id: tx,
+                            lineage: lineage.unwrap_or_else(|| id.clone()),
+                            replay_count: count,
+                        },
+                        delay.and_then(|d| u32::try_from(d).ok()).unwrap_or(0),
+                    ));
                     s.detail("action", "replayed");
                     s.detail("sqs_message_id", &id);
                     s.detail("delay_seconds", delay);

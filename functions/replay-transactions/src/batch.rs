@@ -8,9 +8,10 @@ use std::time::SystemTime;
 use aws_lambda_events::event::sqs::SqsMessage;
 use chrono::{DateTime, Utc};
 use selfheal_core::ports::idempotency::{Budget, Claim, Settle};
-use selfheal_core::{AuditBuilder, SkipCode, SkipReason};
+use selfheal_core::{AuditBuilder, AuditRecord, SkipCode, SkipReason};
 
 use crate::plan::{self, Action, Incoming};
+use crate::verify::Replayed;
 use crate::FUNCTION;
 
 /// Added to the Lambda deadline to make a claim's lease: covers clock skew between Lambda
@@ -127,6 +128,10 @@ pub struct Batch<'a> {
     pub release: Vec<String>,
     /// Records whose parked document was too large to park (told to a person once).
     pub too_big: Vec<usize>,
+    /// The replays sent, for their verification: (slot, transaction, delay in seconds).
+    pub replayed: Vec<(usize, Replayed, u32)>,
+    /// Batch-level records (a follow-up that could not be scheduled), after the records'.
+    pub extra: Vec<AuditRecord>,
 }
 
 impl<'a> Batch<'a> {
@@ -142,6 +147,8 @@ impl<'a> Batch<'a> {
             done: Vec::new(),
             release: Vec::new(),
             too_big: Vec::new(),
+            replayed: Vec::new(),
+            extra: Vec::new(),
         }
     }
 

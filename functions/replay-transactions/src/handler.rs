@@ -14,10 +14,12 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use selfheal_core::audit::Auditor;
+use selfheal_core::episode::{verification_in, VERIFY_KEY};
 use selfheal_core::ports::idempotency::IdempotencyLedger;
 use selfheal_core::ports::parking::ParkingStore;
 use selfheal_core::ports::processed::ProcessedLookup;
 use selfheal_core::ports::queues::{is_fifo, Queues};
+use selfheal_core::ports::scheduler::FollowUps;
 use selfheal_core::{AuditRecord, Common, Function, HandlerError, Invocation, Response};
 
 use crate::batch::{self, Batch, Ending, Finish, Slot};
@@ -34,6 +36,9 @@ pub struct Ports {
     pub ledger: Arc<dyn IdempotencyLedger>,
     /// The loyalty service's processed-transactions table, when there is one.
     pub processed: Option<Arc<dyn ProcessedLookup>>,
+    /// Where a batch's verification is scheduled (`None`: no scheduler configured; the
+    /// replays are then audited as not followed up).
+    pub follow_ups: Option<Arc<dyn FollowUps>>,
 }
 
 pub struct Handler {
@@ -89,7 +94,7 @@ impl Handler {
         if source_fifo {
             batch::hold_back(&mut b.slots);
         }
-        self.respond(b.slots).await
+        self.respond(b.slots, b.extra).await
     }
 
     /// The steps in order. A step that stops the batch has ended every open record.
@@ -114,11 +119,14 @@ impl Handler {
         self.send(b, inv).await;
         self.park_refused(b, inv).await;
         self.notice_once(b, inv).await;
-        self.record(b).await;
+        // The replays' verification: its list goes into the same ledger write.
+        let planned = self.plan_follow_up(b, inv);
+        let stored = self.record(b).await;
+        self.follow_up(b, inv, planned, stored).await;
     }
 
     /// Writes every record's audit and answers with the records that return to the queue.
-    async fn respond(&self, slots: Vec<Slot<'_>>) -> Response {
+    async fn respond(&self, slots: Vec<Slot<'_>>, extra: Vec<AuditRecord>) -> Response {
         let mut response = SqsBatchResponse::default();
         let mut audits = Vec::with_capacity(slots.len());
         for s in slots {
@@ -145,6 +153,8 @@ impl Handler {
             }
             audits.push(rec);
         }
+        // Already recorded (notified) where they were made.
+        audits.extend(extra);
         Response {
             body: serde_json::to_value(&response)
                 .unwrap_or_else(|_| json!({"batchItemFailures": []})),
@@ -155,6 +165,12 @@ impl Handler {
 
 impl Function for Handler {
     async fn handle(&self, event: Value, inv: Invocation) -> Result<Response, HandlerError> {
+        if let Some(verify) = verification_in(&event) {
+            return match verify {
+                Ok(v) => Ok(Response::from_audits(self.verify(&v, &inv).await?)),
+                Err(why) => Err(self.common.reject(&inv, VERIFY_KEY, why).await),
+            };
+        }
         let event: SqsEvent = match serde_json::from_value(event) {
             Ok(e) => e,
             Err(e) => {
@@ -178,7 +194,16 @@ mod tests {
     fn every_sample_event_for_this_function_parses() {
         let samples = selfheal_core::samples::for_function(FUNCTION).unwrap();
         let mut seen = 0;
+        let mut verifications = 0;
         for (name, v) in samples {
+            if let Some(verify) = verification_in(&v) {
+                let verify = verify.unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(verify.function, FUNCTION, "{name}");
+                crate::verify::BatchRef::from_event(verify.alarm_event.as_ref())
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                verifications += 1;
+                continue;
+            }
             let ev: SqsEvent = serde_json::from_value(v).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!ev.records.is_empty(), "{name}");
             let valid = ev
@@ -193,6 +218,7 @@ mod tests {
             seen >= 2,
             "expected standard and FIFO samples, found {seen}"
         );
+        assert_eq!(verifications, 1, "the sample verification");
     }
 
     /// Issue 13: structure-aware fuzzing of SQS events and the loyalty transactions in their

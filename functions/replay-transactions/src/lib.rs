@@ -10,7 +10,9 @@
 //! processed-transactions table → pure `plan::decide` per record → per-batch and hourly caps
 //! → one `TransactWriteItems` claiming every record (and the hourly budget) → one
 //! `SendMessageBatch` per 10 replays, parks in parallel → one `BatchWriteItem` recording the
-//! outcomes. See docs/replay-transactions.md for the guarantees.
+//! outcomes (and, when a batch replayed, the list its verification will look for) → one
+//! follow-up per batch that replayed (issue 14: `follow_up`, `verify`). See
+//! docs/replay-transactions.md for the guarantees.
 //!
 //! Where things live: `transaction` (the message schema) and `plan` (what to do with one
 //! record) are the pure decisions; `batch` is the batch's state and the pure rules over the
@@ -20,12 +22,14 @@
 
 mod act;
 mod batch;
+mod follow_up;
 pub mod handler;
 pub mod park;
 pub mod plan;
 mod prepare;
 pub mod settings;
 pub mod transaction;
+pub mod verify;
 
 pub use handler::{Handler, Ports};
 pub use settings::Settings;

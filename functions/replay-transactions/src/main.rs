@@ -6,11 +6,14 @@ use std::sync::Arc;
 use replay_transactions::{Handler, Ports, Settings, FUNCTION};
 use selfheal_aws::dynamodb::{DynamoIdempotency, DynamoProcessed};
 use selfheal_aws::s3_parking::S3Parking;
+use selfheal_aws::scheduler::SchedulerFollowUps;
 use selfheal_aws::sqs::SqsQueues;
-use selfheal_aws::{aws_sdk_dynamodb, aws_sdk_sqs};
+use selfheal_aws::{aws_sdk_dynamodb, aws_sdk_scheduler, aws_sdk_sqs};
+use selfheal_core::episode::SchedulerSettings;
 use selfheal_core::ports::parking::{ParkingLocation, ParkingStore, QueueParking};
 use selfheal_core::ports::processed::ProcessedLookup;
 use selfheal_core::ports::queues::Queues;
+use selfheal_core::ports::scheduler::FollowUps;
 use selfheal_lambda::Boot;
 
 #[tokio::main]
@@ -18,6 +21,7 @@ async fn main() -> ExitCode {
     selfheal_lambda::start(FUNCTION, |opts| async move {
         let Boot { common, sdk } = selfheal_lambda::from_env(FUNCTION, opts).await?;
         let settings = Settings::from_env()?;
+        let scheduler = SchedulerSettings::from_env()?;
         let queues: Arc<dyn Queues> = Arc::new(SqsQueues(aws_sdk_sqs::Client::new(&sdk)));
         let parking: Arc<dyn ParkingStore> = match &settings.parking {
             ParkingLocation::S3 { bucket, prefix } => Arc::new(S3Parking::new(
@@ -49,12 +53,17 @@ async fn main() -> ExitCode {
             Arc::new(DynamoProcessed::new(ddb, t, &settings.processed_key))
                 as Arc<dyn ProcessedLookup>
         });
+        let follow_ups = scheduler.map(|s| {
+            let client = aws_sdk_scheduler::Client::new(&sdk);
+            Arc::new(SchedulerFollowUps::new(client, s)) as Arc<dyn FollowUps>
+        });
         let ports = Ports {
             queues,
             parking,
             spill,
             ledger,
             processed,
+            follow_ups,
         };
         Ok::<_, selfheal_core::ConfigError>(Handler::new(common, settings, ports))
     })

@@ -185,12 +185,16 @@ fn valid_lineage(v: &str) -> bool {
 /// Poison is keyed by the SQS message id.
 pub fn ledger_key(function: &str, incoming: &Incoming) -> String {
     match &incoming.parsed {
-        Ok((t, count)) => format!(
-            "{function}#idem#tx#{}#{count}#{}",
-            incoming.lineage, t.transaction_id
-        ),
+        Ok((t, count)) => tx_key(function, &incoming.lineage, *count, &t.transaction_id),
         Err(_) => format!("{function}#idem#msg#{}", incoming.message_id),
     }
+}
+
+/// The ledger key of a valid transaction of `lineage` arriving with `count` replays (see
+/// [`ledger_key`]). A replay's verification (`verify.rs`) finds by it whether the replay came
+/// back to the dead-letter queue.
+pub fn tx_key(function: &str, lineage: &str, count: u32, transaction_id: &str) -> String {
+    format!("{function}#idem#tx#{lineage}#{count}#{transaction_id}")
 }
 
 /// The knobs `decide` needs.

@@ -53,6 +53,15 @@ pub struct Settings {
     /// this long before its retention ends is parked as expiring; default 86400 (a day of
     /// redeliveries left to park it). Must be below the retention.
     pub park_before_expiry_seconds: u64,
+    /// `SELFHEAL_REPLAY_VERIFY_AFTER_SECONDS`: how long after a batch's replays are due (their
+    /// delay included) its verification looks for them in the processed-transactions table,
+    /// and the time between further looks; default 300, from 10 to 21600.
+    pub verify_after_seconds: u64,
+    /// `SELFHEAL_REPLAY_VERIFY_MAX_CHECKS`: looks at a batch's replays before the ones still
+    /// not applied are escalated to a person; default 3, from 1 to 20, and all looks within a
+    /// day (`verify_after_seconds` times this at most 86400: the ledger keeps a batch's list
+    /// a day past its first look).
+    pub verify_max_checks: u32,
 }
 
 impl Settings {
@@ -118,6 +127,25 @@ impl Settings {
                 expected: "fewer seconds than SELFHEAL_REPLAY_DLQ_RETENTION_SECONDS",
             });
         }
+        let verify_after_seconds = parse_u64(&get, "SELFHEAL_REPLAY_VERIFY_AFTER_SECONDS", 300)?;
+        if !(10..=21_600).contains(&verify_after_seconds) {
+            return Err(ConfigError::Invalid {
+                name: "SELFHEAL_REPLAY_VERIFY_AFTER_SECONDS",
+                value: verify_after_seconds.to_string(),
+                expected: "seconds from 10 to 21600",
+            });
+        }
+        let verify_max_checks = small("SELFHEAL_REPLAY_VERIFY_MAX_CHECKS", 3)?;
+        if !(1..=20).contains(&verify_max_checks)
+            || verify_after_seconds * u64::from(verify_max_checks) > 86_400
+        {
+            return Err(ConfigError::Invalid {
+                name: "SELFHEAL_REPLAY_VERIFY_MAX_CHECKS",
+                value: verify_max_checks.to_string(),
+                expected:
+                    "from 1 to 20, and times SELFHEAL_REPLAY_VERIFY_AFTER_SECONDS at most 86400",
+            });
+        }
         Ok(Self {
             processing_queue_url,
             parking,
@@ -133,6 +161,8 @@ impl Settings {
             record_ttl_seconds: parse_u64(&get, "SELFHEAL_REPLAY_RECORD_TTL_SECONDS", 14 * 86_400)?,
             dlq_retention_seconds,
             park_before_expiry_seconds,
+            verify_after_seconds,
+            verify_max_checks,
         })
     }
 
@@ -194,6 +224,21 @@ mod tests {
         assert_eq!(s.parking_limit(), None, "S3 parking has no size limit");
         assert!(!s.rules().target_fifo);
         assert_eq!(s.rules().park_at_age_seconds, 13 * 86_400);
+        assert_eq!((s.verify_after_seconds, s.verify_max_checks), (300, 3));
+        for (after, checks, ok) in [
+            ("10", "1", true),
+            ("21600", "4", true),
+            ("9", "1", false),
+            ("21601", "1", false),
+            ("300", "0", false),
+            ("300", "21", false),
+            ("21600", "5", false),
+        ] {
+            let mut env = REQUIRED.to_vec();
+            env.push(("SELFHEAL_REPLAY_VERIFY_AFTER_SECONDS", after));
+            env.push(("SELFHEAL_REPLAY_VERIFY_MAX_CHECKS", checks));
+            assert_eq!(settings(&env).is_ok(), ok, "{after} x {checks}");
+        }
         let mut short = REQUIRED.to_vec();
         short.push(("SELFHEAL_REPLAY_DLQ_RETENTION_SECONDS", "345600"));
         assert_eq!(
