@@ -8,7 +8,9 @@ use chrono::Utc;
 use serde_json::Value;
 
 use selfheal_core::anomaly::Point;
-use selfheal_core::episode::{verification_in, VERIFY_KEY};
+use selfheal_core::approval::gate::{Approved, Ask, Gated};
+use selfheal_core::autonomy::{self, Level};
+use selfheal_core::episode::{episode_id, verification_in, VERIFY_KEY};
 use selfheal_core::ports::alarms::{check_still_alarming, AlarmFacts, Alarms};
 use selfheal_core::ports::instances::{InstanceFacts, Instances};
 use selfheal_core::ports::metrics::MetricHistory;
@@ -23,6 +25,13 @@ use crate::gate::{self, GateFetch, GateReport, GATE_FETCH_TIMEOUT};
 use crate::request::{self, Request};
 use crate::settings::Settings;
 use crate::tag_cache::{TagCache, Tags};
+use crate::FUNCTION;
+
+/// The reboot's autonomy default: a dry run and a notice on the first occurrence on an
+/// instance within the window, a reboot on a repeat (issue 17).
+pub const REBOOT_AUTONOMY_DEFAULT: Level = Level::FirstDryRun;
+/// The ladder's stop-start rung: a person approves it (issue 17).
+pub const STOP_START_AUTONOMY_DEFAULT: Level = Level::Approve;
 
 /// The ports and settings the flow runs over: `main.rs` builds them from the environment,
 /// tests from fakes or from adapters against the emulator.
@@ -72,20 +81,22 @@ impl From<SkipReason> for Stop {
 
 impl Function for Deps {
     async fn handle(&self, event: Value, inv: Invocation) -> Result<Response, HandlerError> {
-        if let Some(verify) = verification_in(&event) {
-            return match verify {
-                Ok(v) => Ok(Response::from_audits(self.verify(&v, &inv).await?)),
-                Err(why) => Err(self.common.reject(&inv, VERIFY_KEY, why).await),
-            };
+        // A person following an approval link: a page, never an error (issue 17).
+        if selfheal_lambda::http::is_function_url(&event) {
+            let inv = &inv;
+            return Ok(selfheal_lambda::approval::handle(
+                &self.common,
+                &event,
+                inv,
+                |original, approved| async move {
+                    self.handle_event(&original, inv, Some(&approved)).await
+                },
+            )
+            .await);
         }
-        let mut audits = Vec::new();
-        for alarm in self.common.alarms_or_reject(&event, &inv).await? {
-            let rec = self.handle_alarm(&alarm, &inv).await?;
-            let failure = self.common.follow_up_failure(&rec, &inv).await;
-            audits.push(rec);
-            audits.extend(failure);
-        }
-        Ok(Response::from_audits(audits))
+        Ok(Response::from_audits(
+            self.handle_event(&event, &inv, None).await?,
+        ))
     }
 }
 
@@ -109,6 +120,52 @@ impl Deps {
         }
     }
 
+    /// One event (an alarm, or a verification), or the event kept with an approval, decided
+    /// again now with the person's `approval`.
+    async fn handle_event(
+        &self,
+        event: &Value,
+        inv: &Invocation,
+        approval: Option<&Approved>,
+    ) -> Result<Vec<AuditRecord>, HandlerError> {
+        if let Some(verify) = verification_in(event) {
+            return match verify {
+                Ok(v) => self.verify(&v, inv, event, approval).await,
+                Err(why) => Err(self.common.reject(inv, VERIFY_KEY, why).await),
+            };
+        }
+        let mut audits = Vec::new();
+        for alarm in self.common.alarms_or_reject(event, inv).await? {
+            let rec = self.handle_alarm(&alarm, inv, event, approval).await?;
+            let failure = self.common.follow_up_failure(&rec, inv).await;
+            audits.push(rec);
+            audits.extend(failure);
+        }
+        Ok(audits)
+    }
+
+    /// The alarm's `selfheal:autonomy` tag: from the event, the cache, or CloudWatch (only
+    /// asked when the instance has no such tag of its own: the most specific one wins).
+    pub(crate) async fn alarm_autonomy_tag(
+        &self,
+        alarm_name: &str,
+        arn: Option<&str>,
+        tags_in_event: &Tags,
+    ) -> Result<Option<String>, AwsError> {
+        // An event that carries the alarm's tags carries all of them.
+        if !tags_in_event.is_empty() {
+            return Ok(tags_in_event.get(autonomy::TAG).cloned());
+        }
+        let arn = match arn {
+            Some(a) => a.to_string(),
+            None => match self.alarms.current(alarm_name).await?.and_then(|c| c.arn) {
+                Some(a) => a,
+                None => return Ok(None),
+            },
+        };
+        Ok(self.alarm_tags(&arn).await?.get(autonomy::TAG).cloned())
+    }
+
     /// Reboots are followed up through `follow_ups`.
     pub fn with_follow_ups(mut self, follow_ups: Arc<dyn FollowUps>) -> Self {
         self.follow_ups = Some(follow_ups);
@@ -119,6 +176,8 @@ impl Deps {
         &self,
         alarm: &Alarm,
         inv: &Invocation,
+        event: &Value,
+        approval: Option<&Approved>,
     ) -> Result<AuditRecord, HandlerError> {
         let c = &self.common;
         let audit_of = |target: &str| {
@@ -139,9 +198,12 @@ impl Deps {
             }
         };
         let audit = audit_of(&id);
-        // An event throttled or retried for hours describes a past that may be gone.
-        if let Err(reason) = alarm.check_age(Utc::now(), self.settings.max_event_age) {
-            return Ok(c.record(audit.skipped(&reason)).await);
+        // An event throttled or retried for hours describes a past that may be gone. An
+        // approved one is hours old by design: its state is read again below, now.
+        if approval.is_none() {
+            if let Err(reason) = alarm.check_age(Utc::now(), self.settings.max_event_age) {
+                return Ok(c.record(audit.skipped(&reason)).await);
+            }
         }
         // The gate's history is one more independent read: planned here, fetched with the
         // checks when the event already shows the alarm asks for a reboot.
@@ -177,6 +239,49 @@ impl Deps {
             return Ok(c.record(audit.skipped(&reason)).await);
         }
         let first = FirstReboot { alarm, inv };
+        // Graduated autonomy (issue 17): observe, first-dry-run, approve or auto.
+        let target_tag = facts
+            .as_ref()
+            .and_then(|f| f.tags.get(autonomy::TAG))
+            .cloned();
+        let alarm_tag = match target_tag {
+            Some(_) => None,
+            None => match self
+                .alarm_autonomy_tag(
+                    &alarm.name,
+                    alarm
+                        .arn
+                        .as_deref()
+                        .or(current.as_ref().and_then(|c| c.arn.as_deref())),
+                    &alarm.tags,
+                )
+                .await
+            {
+                Ok(t) => t,
+                Err(e) => {
+                    return c
+                        .fail(audit, "alarm-tags-failed", e.to_string(), e.retryable)
+                        .await
+                }
+            },
+        };
+        let episode = episode_id(FUNCTION, &id, first.started_at());
+        let would = format!("reboot {id}: {reason}");
+        let ask = Ask {
+            target: &id,
+            action: "reboot",
+            default: REBOOT_AUTONOMY_DEFAULT,
+            target_tag: target_tag.as_deref(),
+            alarm_tag: alarm_tag.as_deref(),
+            episode: &episode,
+            event,
+            would: &would,
+            approval,
+        };
+        let audit = match c.autonomy_gate(inv, audit, ask).await {
+            Gated::Act(audit) => audit,
+            Gated::Held(rec) => return Ok(rec),
+        };
         self.reboot(audit, &action, &reason, facts.as_ref(), &first)
             .await
     }
@@ -200,7 +305,13 @@ impl Deps {
                 None => None,
             },
         };
-        let tags_arn = alarm.arn.as_deref().filter(|_| known.is_none());
+        // The alarm's tags also hold its autonomy level (issue 17): read with the other checks
+        // (so they cost no round trip before the reboot) unless the event or the cache has
+        // them; a failed read here only matters to the request check, the level's read is
+        // tried again before acting.
+        let tags_arn = alarm.arn.as_deref().filter(|a| {
+            known.is_none() || (alarm.tags.is_empty() && self.alarm_tags.get(a).is_none())
+        });
         // An alarm that may not ask for a reboot (a CPU alarm at peak, say) costs no history
         // read until its tags say it does.
         let prefetch = gate.filter(|_| known.is_some());

@@ -21,9 +21,11 @@ use chrono::Utc;
 use serde_json::Value;
 
 use selfheal_core::anomaly::Point;
-use selfheal_core::episode::{verification_in, VERIFY_KEY};
+use selfheal_core::approval::gate::{Approved, Ask, Gated};
+use selfheal_core::autonomy::{self, Level};
+use selfheal_core::episode::{episode_id, verification_in, VERIFY_KEY};
 use selfheal_core::forecast::forecast_capacity;
-use selfheal_core::ports::alarms::{check_still_alarming, Alarms};
+use selfheal_core::ports::alarms::{check_still_alarming, AlarmFacts, Alarms};
 use selfheal_core::ports::groups::{GroupFacts, Groups};
 use selfheal_core::ports::metrics::{MetricHistory, MetricQuery, Window};
 use selfheal_core::ports::scheduler::FollowUps;
@@ -40,6 +42,12 @@ use crate::plan::{needs_a_person, plan, request, Plan};
 use crate::settings::{Settings, SizingMode};
 use crate::severity::{breach, severity_step, Step};
 use crate::sizing::{choose_step, ForecastInput, SizingReport};
+use crate::FUNCTION;
+
+/// A resize's autonomy default: a dry run and a notice on the first occurrence on a group
+/// within the window, a resize on a repeat (issue 17). Follow-up steps of an episode whose
+/// first resize was allowed are not asked again.
+pub const SCALE_AUTONOMY_DEFAULT: Level = Level::FirstDryRun;
 
 pub struct Deps {
     pub common: Common,
@@ -59,28 +67,61 @@ type Obtained = (ForecastInput, usize, Option<String>);
 
 impl Function for Deps {
     async fn handle(&self, event: Value, inv: Invocation) -> Result<Response, HandlerError> {
-        if let Some(verify) = verification_in(&event) {
-            return match verify {
-                Ok(v) => {
-                    let audits = self.verify(&v, &inv).await?;
-                    self.track(audits.first()).await;
-                    Ok(Response::from_audits(audits))
-                }
-                Err(why) => Err(self.common.reject(&inv, VERIFY_KEY, why).await),
-            };
+        // A person following an approval link: a page, never an error (issue 17).
+        if selfheal_lambda::http::is_function_url(&event) {
+            let inv = &inv;
+            return Ok(selfheal_lambda::approval::handle(
+                &self.common,
+                &event,
+                inv,
+                |original, approved| async move {
+                    self.handle_event(&original, inv, Some(&approved)).await
+                },
+            )
+            .await);
         }
-        let mut audits = Vec::new();
-        let episode = Episode::fresh(&event);
-        for alarm in self.common.alarms_or_reject(&event, &inv).await? {
-            let recs = self.handle_alarm(&alarm, &inv, &episode).await?;
-            self.track(recs.first()).await;
-            audits.extend(recs);
-        }
-        Ok(Response::from_audits(audits))
+        Ok(Response::from_audits(
+            self.handle_event(&event, &inv, None).await?,
+        ))
     }
 }
 
 impl Deps {
+    /// One event (an alarm, or a verification), or the alarm kept with an approval, decided
+    /// again now with the person's `approval`.
+    async fn handle_event(
+        &self,
+        event: &Value,
+        inv: &Invocation,
+        approval: Option<&Approved>,
+    ) -> Result<Vec<AuditRecord>, HandlerError> {
+        if let Some(verify) = verification_in(event) {
+            return match verify {
+                Ok(v) => {
+                    let audits = self.verify(&v, inv).await?;
+                    self.track(audits.first()).await;
+                    Ok(audits)
+                }
+                Err(why) => Err(self.common.reject(inv, VERIFY_KEY, why).await),
+            };
+        }
+        let mut audits = Vec::new();
+        let episode = Episode::fresh(event);
+        for mut alarm in self.common.alarms_or_reject(event, inv).await? {
+            if approval.is_some() {
+                // Decided as a fresh alarm now (hours may have passed): its age and the load
+                // history's window are from now; its state is read again.
+                alarm.time = Some(Utc::now());
+            }
+            let rec = self.decide_and_act(&alarm, inv, &episode, approval).await?;
+            let failure = self.common.follow_up_failure(&rec, inv).await;
+            let recs: Vec<AuditRecord> = std::iter::once(rec).chain(failure).collect();
+            self.track(recs.first()).await;
+            audits.extend(recs);
+        }
+        Ok(audits)
+    }
+
     /// The alarm's record, and a failure record when its follow-up could not be scheduled.
     async fn handle_alarm(
         &self,
@@ -88,9 +129,30 @@ impl Deps {
         inv: &Invocation,
         episode: &Episode<'_>,
     ) -> Result<Vec<AuditRecord>, HandlerError> {
-        let rec = self.decide_and_act(alarm, inv, episode).await?;
+        let rec = self.decide_and_act(alarm, inv, episode, None).await?;
         let failure = self.common.follow_up_failure(&rec, inv).await;
         Ok(std::iter::once(rec).chain(failure).collect())
+    }
+
+    /// The alarm's `selfheal:autonomy` tag: from the event, else CloudWatch's tags of the alarm
+    /// (by the ARN CloudWatch reports; none known: no tag).
+    async fn alarm_autonomy_tag(
+        &self,
+        alarm: &Alarm,
+        current: Option<&AlarmFacts>,
+    ) -> Result<Option<String>, selfheal_core::AwsError> {
+        // An event that carries the alarm's tags carries all of them.
+        if !alarm.tags.is_empty() {
+            return Ok(alarm.tags.get(autonomy::TAG).cloned());
+        }
+        match alarm
+            .arn
+            .as_deref()
+            .or(current.and_then(|c| c.arn.as_deref()))
+        {
+            Some(arn) => Ok(self.alarms.tags(arn).await?.get(autonomy::TAG).cloned()),
+            None => Ok(None),
+        }
     }
 
     async fn decide_and_act(
@@ -98,6 +160,7 @@ impl Deps {
         alarm: &Alarm,
         inv: &Invocation,
         episode: &Episode<'_>,
+        approval: Option<&Approved>,
     ) -> Result<AuditRecord, HandlerError> {
         let c = &self.common;
         let request = match request(alarm, &self.settings, Utc::now()) {
@@ -181,7 +244,40 @@ impl Deps {
                     inv,
                     episode,
                 };
-                self.resize(audit, &acting, &facts, action, reason).await
+                if episode.verifying.is_some() {
+                    return self.resize(audit, &acting, &facts, action, reason).await;
+                }
+                // Graduated autonomy (issue 17) on the episode's first resize.
+                let target_tag = facts.tags.get(autonomy::TAG).cloned();
+                let alarm_tag = match target_tag {
+                    Some(_) => None,
+                    None => match self.alarm_autonomy_tag(alarm, current.as_ref()).await {
+                        Ok(t) => t,
+                        Err(e) => {
+                            return c
+                                .fail(audit, "alarm-tags-failed", e.to_string(), e.retryable)
+                                .await
+                        }
+                    },
+                };
+                let now = Utc::now().timestamp();
+                let started = alarm.time.map(|t| t.timestamp()).unwrap_or(now).min(now);
+                let episode_id = episode_id(FUNCTION, &action.group, started);
+                let ask = Ask {
+                    target: &action.group,
+                    action: "scale",
+                    default: SCALE_AUTONOMY_DEFAULT,
+                    target_tag: target_tag.as_deref(),
+                    alarm_tag: alarm_tag.as_deref(),
+                    episode: &episode_id,
+                    event: episode.event,
+                    would: &reason,
+                    approval,
+                };
+                match c.autonomy_gate(inv, audit, ask).await {
+                    Gated::Act(audit) => self.resize(audit, &acting, &facts, action, reason).await,
+                    Gated::Held(rec) => Ok(rec),
+                }
             }
         }
     }

@@ -6,13 +6,17 @@
 
 use chrono::Utc;
 
+use serde_json::Value;
+
+use selfheal_core::approval::gate::{Approved, Ask, Gated};
+use selfheal_core::autonomy;
 use selfheal_core::episode::{action_id, episode_id, follow_up, Verify, VERIFY_VERSION};
 use selfheal_core::ports::instances::InstanceFacts;
 use selfheal_core::{
     Alarm, AuditBuilder, AuditRecord, Guarded, HandlerError, Heal, Invocation, Target,
 };
 
-use super::Deps;
+use super::{Deps, STOP_START_AUTONOMY_DEFAULT};
 use crate::ladder::{judge, next_rung, Finding, Rung, StopStartTerms};
 use crate::FUNCTION;
 
@@ -34,15 +38,20 @@ pub(crate) struct FirstReboot<'a> {
 }
 
 impl FirstReboot<'_> {
-    /// Its verification; the episode starts at the alarm's state change (never later than now).
-    pub fn verify(&self, id: &str, request_id: &str) -> Verify {
+    /// When the episode started: the alarm's state change (never later than now).
+    pub fn started_at(&self) -> i64 {
         let now = Utc::now().timestamp();
-        let started_at = self
-            .alarm
+        self.alarm
             .time
             .map(|t| t.timestamp())
             .unwrap_or(now)
-            .min(now);
+            .min(now)
+    }
+
+    /// Its verification; the episode starts at the alarm's state change (never later than now).
+    pub fn verify(&self, id: &str, request_id: &str) -> Verify {
+        let now = Utc::now().timestamp();
+        let started_at = self.started_at();
         Verify {
             version: VERIFY_VERSION,
             function: FUNCTION.into(),
@@ -84,6 +93,8 @@ impl Deps {
         &self,
         v: &Verify,
         inv: &Invocation,
+        event: &Value,
+        approval: Option<&Approved>,
     ) -> Result<Vec<AuditRecord>, HandlerError> {
         let c = &self.common;
         let audit = match c
@@ -172,7 +183,8 @@ impl Deps {
                     )
             }
             (Finding::NotHealed(why), Some(facts)) => {
-                let rec = self.climb(audit, v, &facts, &why, inv).await?;
+                let asked = Asked { event, approval };
+                let rec = self.climb(audit, v, &facts, &why, inv, asked).await?;
                 let failure = c.follow_up_failure(&rec, inv).await;
                 return Ok(std::iter::once(rec).chain(failure).collect());
             }
@@ -190,6 +202,7 @@ impl Deps {
         facts: &InstanceFacts,
         why: &str,
         inv: &Invocation,
+        asked: Asked<'_>,
     ) -> Result<AuditRecord, HandlerError> {
         let c = &self.common;
         let after = v.step.unwrap_or(0) as usize;
@@ -211,7 +224,45 @@ impl Deps {
                     ),
                 ))
                 .await),
-            Rung::StopStart => self.stop(audit, v, facts, why, index, inv).await,
+            Rung::StopStart => {
+                // Graduated autonomy (issue 17): a stop-start is asked of a person by default.
+                let target_tag = facts.tags.get(autonomy::TAG).cloned();
+                let alarm_tag = match target_tag {
+                    Some(_) => None,
+                    None => match self
+                        .alarm_autonomy_tag(&v.alarm_name, None, &Default::default())
+                        .await
+                    {
+                        Ok(t) => t,
+                        Err(e) => {
+                            let audit = audit.detail("escalate", true);
+                            return c
+                                .fail(audit, "alarm-tags-failed", e.to_string(), e.retryable)
+                                .await;
+                        }
+                    },
+                };
+                let would = format!("stop and start {}: {why}", v.target);
+                let ask = Ask {
+                    target: &v.target,
+                    action: Rung::StopStart.as_str(),
+                    default: STOP_START_AUTONOMY_DEFAULT,
+                    target_tag: target_tag.as_deref(),
+                    alarm_tag: alarm_tag.as_deref(),
+                    episode: &v.episode_id,
+                    event: asked.event,
+                    would: &would,
+                    approval: asked.approval,
+                };
+                let audit = match c
+                    .autonomy_gate(inv, audit.heal(Heal::Escalated, None), ask)
+                    .await
+                {
+                    Gated::Act(audit) => audit,
+                    Gated::Held(rec) => return Ok(rec),
+                };
+                self.stop(audit, v, facts, why, index, inv).await
+            }
             Rung::Reboot => {
                 let id = v.target.as_str();
                 let tags = facts.tags.iter().map(|(k, val)| (k.as_str(), val.as_str()));
@@ -433,6 +484,12 @@ impl Deps {
         };
         Ok(c.record(rec).await)
     }
+}
+
+/// The event a verification came in, and a person's approval when it is decided again.
+pub(super) struct Asked<'a> {
+    event: &'a Value,
+    approval: Option<&'a Approved>,
 }
 
 /// Nothing more will be done automatically: a person is told.

@@ -455,7 +455,8 @@ async fn the_reads_before_a_reboot_go_out_together() {
 
 // Issue 13 item 4: when the event already shows the alarm asks for a reboot (its metric is
 // on the list), the gate's history is read with the checks: between the alarm's state read
-// and the reboot stand only the guardrails.
+// and the reboot stand only the guardrails (and the autonomy gate, whose alarm tags were read
+// with the checks too).
 #[tokio::test]
 async fn a_requested_alarm_reads_its_history_with_the_checks() {
     let (mut d, _, _) = deps(
@@ -469,14 +470,20 @@ async fn a_requested_alarm_reads_its_history_with_the_checks() {
     let mut calls = slow.calls.lock().unwrap().clone();
     assert_eq!(calls.pop(), Some("RebootInstances"));
     calls.sort();
+    // The alarm's tags are read too (its selfheal:autonomy level, issue 17), with the rest.
     assert_eq!(
         calls,
-        ["DescribeAlarms", "DescribeInstances", "GetMetricData"]
+        [
+            "DescribeAlarms",
+            "DescribeInstances",
+            "GetMetricData",
+            "ListTagsForResource"
+        ]
     );
     assert_eq!(
         slow.peak.load(Ordering::SeqCst),
-        3,
-        "the three reads were in flight at once"
+        4,
+        "the four reads were in flight at once"
     );
 }
 
