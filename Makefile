@@ -14,13 +14,14 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 FUNCTIONS := reboot-instance restore-object replay-transactions scale-group
 
-.PHONY: help setup setup-iac demo test unit integration soak lint fmt template-check bench eval build clean
+.PHONY: help setup setup-iac demo test unit integration soak lint fmt template-check bench eval build clean batch-verify-job checksum-job
 
 help:
 	@echo "make demo    start the AWS emulator, run every function through the Lambda runtime emulator, show before/after"
 	@echo "make test    lint, template checks, unit and integration tests (emulator started and stopped for you)"
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
 	@echo "make setup   install the pinned Python tools into $(VENV)"
+	@echo "make batch-verify-job / checksum-job   S3 Batch Operations jobs over an inventory (README, restore-object at bucket scale)"
 
 setup: $(STAMP)
 
@@ -118,6 +119,29 @@ bench: setup
 NAB ?= $(if $(wildcard ../shared/nab/labels/combined_windows.json),../shared/nab,)
 eval:
 	cargo run --release -p selfheal-eval -- --out eval/results $(if $(NAB),--nab $(NAB),)
+
+# S3 Batch Operations jobs for restore-object over an inventory manifest (README: restore-object
+# at bucket scale). Each prints the CreateJob request to $(JOB_SPEC); RUN=1 also creates the
+# job with the AWS CLI. MANIFEST=s3://bucket/.../manifest.json (or a bucket,key CSV), ETAG=its
+# ETag (read with head-object when empty), ACCOUNT, ROLE_ARN (stack output
+# BatchOperationsRoleArn), REPORT=s3://<ChecksumReportBucketName>/<ChecksumReportPrefix>.
+# batch-verify-job: FUNCTION_ARN, DRY_RUN (default true). checksum-job: ALGORITHM (SHA256),
+# CHECKSUM_TYPE (FULL_OBJECT); its report starts the two-pass verification.
+JOB_SPEC ?= target/batch-job.json
+DRY_RUN ?= true
+ALGORITHM ?= SHA256
+CHECKSUM_TYPE ?= FULL_OBJECT
+batch-job-etag = $(or $(ETAG),$(shell m='$(MANIFEST)'; m=$${m#s3://}; aws s3api head-object --bucket "$${m%%/*}" --key "$${m#*/}" --query ETag --output text 2>/dev/null))
+batch-verify-job:
+	@mkdir -p $(dir $(JOB_SPEC))
+	cargo run -q --locked -p restore-object --example batch-job -- lambda-invoke '$(ACCOUNT)' '$(ROLE_ARN)' '$(MANIFEST)' '$(batch-job-etag)' '$(REPORT)' '$(FUNCTION_ARN)' '$(DRY_RUN)' > $(JOB_SPEC)
+	@cat $(JOB_SPEC)
+	@if [ "$(RUN)" = 1 ]; then aws s3control create-job --cli-input-json file://$(JOB_SPEC); else echo "(RUN=1 creates it: aws s3control create-job --cli-input-json file://$(JOB_SPEC))"; fi
+checksum-job:
+	@mkdir -p $(dir $(JOB_SPEC))
+	cargo run -q --locked -p restore-object --example batch-job -- compute-checksum '$(ACCOUNT)' '$(ROLE_ARN)' '$(MANIFEST)' '$(batch-job-etag)' '$(REPORT)' '$(ALGORITHM)' '$(CHECKSUM_TYPE)' > $(JOB_SPEC)
+	@cat $(JOB_SPEC)
+	@if [ "$(RUN)" = 1 ]; then aws s3control create-job --cli-input-json file://$(JOB_SPEC); else echo "(RUN=1 creates it: aws s3control create-job --cli-input-json file://$(JOB_SPEC))"; fi
 
 clean:
 	rm -rf .moto target/lambda

@@ -23,6 +23,9 @@ use serde_json::{json, Value};
 
 const MIB: usize = 1024 * 1024;
 
+/// Issue 16: S3 Batch Operations and the two-pass mode.
+mod batch;
+
 struct World {
     sdk: SdkConfig,
     s3: selfheal_aws::aws_sdk_s3::Client,
@@ -891,6 +894,8 @@ struct Hooked {
     race: std::sync::Mutex<Option<Race>>,
     /// Reads of this key take this long.
     slow: Option<(String, Duration)>,
+    /// HEADs of this key take this long.
+    slow_head: Option<(String, Duration)>,
 }
 
 struct Race {
@@ -905,6 +910,7 @@ impl Hooked {
             s3: w.s3.clone(),
             race: std::sync::Mutex::new(None),
             slow: None,
+            slow_head: None,
         }
     }
 }
@@ -947,6 +953,11 @@ impl Objects for Hooked {
                 .send()
                 .await
                 .expect("the producer's write");
+        }
+        if let Some((key, delay)) = &self.slow_head {
+            if &obj.key == key {
+                tokio::time::sleep(*delay).await;
+            }
         }
         self.inner.head(obj).await
     }

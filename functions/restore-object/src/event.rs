@@ -6,7 +6,11 @@
 //! * a scrub request: a direct invoke `{"bucket", "prefix", "continuation"?}` (also what an
 //!   EventBridge schedule with a constant input delivers), or a plain EventBridge
 //!   "Scheduled Event", which scrubs `SELFHEAL_RESTORE_SCRUB_TARGETS` and resumes from the
-//!   cursor kept in the ledger table.
+//!   cursor kept in the ledger table;
+//! * an S3 Batch Operations `LambdaInvoke` invocation (schema 1.0 or 2.0, [`crate::batch`]);
+//! * a direct invoke `{"report": {"bucket", "key"}}` naming a Compute checksum completion
+//!   report's `manifest.json` (to run or resume the two-pass verification by hand; the usual
+//!   trigger is the manifest's own object event, routed by the handler).
 
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
@@ -47,6 +51,13 @@ pub enum Request {
     /// `s3:TestEvent`, sent when a notification is configured: nothing to do.
     TestEvent,
     Scrub(ScrubRequest),
+    /// S3 Batch Operations: one result per task is answered.
+    Batch(crate::batch::Invocation),
+    /// A completion report's manifest, named by a direct invoke.
+    Report {
+        bucket: String,
+        key: String,
+    },
 }
 
 /// Decodes an S3 notification key: `+` is a space, then percent-decoding (UTF-8).
@@ -97,6 +108,21 @@ fn non_empty(s: Option<&str>) -> Option<String> {
 
 /// Reads the event. `Err` is a malformed event (to be rejected and audited).
 pub fn parse(event: &Value, scrub_targets: &[Location]) -> Result<Request, String> {
+    if crate::batch::is_invocation(event) {
+        return crate::batch::parse(event)
+            .map(Request::Batch)
+            .map_err(|e| e.to_string());
+    }
+    if let Some(report) = event.get("report") {
+        let bucket = non_empty(report.get("bucket").and_then(Value::as_str));
+        let key = non_empty(report.get("key").and_then(Value::as_str));
+        return match (bucket, key) {
+            (Some(bucket), Some(key)) => Ok(Request::Report { bucket, key }),
+            _ => Err(
+                "a report request names its manifest: {\"report\": {\"bucket\", \"key\"}}".into(),
+            ),
+        };
+    }
     if let Some(records) = event.get("Records").and_then(Value::as_array) {
         if records.is_empty() {
             return Err("Records[] is empty".into());
@@ -286,7 +312,7 @@ mod tests {
             }
             seen += 1;
         }
-        assert!(seen >= 5, "expected samples for every shape, found {seen}");
+        assert!(seen >= 8, "expected samples for every shape, found {seen}");
     }
 
     /// Issue 13: structure-aware fuzzing of S3 notifications, EventBridge object events and

@@ -53,7 +53,7 @@ const RECHECKS: u8 = 1;
 pub(crate) struct BucketTags(Mutex<HashMap<String, Vec<(String, String)>>>);
 
 impl BucketTags {
-    async fn get(
+    pub(crate) async fn get(
         &self,
         objects: &dyn Objects,
         bucket: &str,
@@ -84,6 +84,15 @@ impl From<Failed> for Examined {
     }
 }
 
+/// What the caller of an examination asks for beyond the object.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Asked {
+    /// Record what would be done, change nothing (a Batch job's `dryRun`).
+    pub dry_run: bool,
+    /// Details every record of the examination carries.
+    pub details: Vec<(&'static str, Value)>,
+}
+
 /// What one examination of an object works within: the record it starts from, the object,
 /// the invocation, and how many more times it may start over on a replaced object.
 #[derive(Clone, Copy)]
@@ -94,6 +103,9 @@ pub(crate) struct Examination<'a> {
     tag_cache: &'a BucketTags,
     inv: &'a Invocation,
     rechecks: u8,
+    /// The caller asked for a dry run (a Batch job's `dryRun`): record what would be done,
+    /// change nothing. It can only narrow what the guardrails allow, never widen it.
+    dry_run: bool,
 }
 
 /// What the bytes are expected to hash to, and an independent witness of them, if any.
@@ -185,9 +197,29 @@ impl Deps {
         inv: &Invocation,
         tag_cache: &BucketTags,
     ) -> Examined {
-        let audit = self
+        let asked = Asked::default();
+        self.examine_with(trigger, bucket, key, inv, tag_cache, &asked)
+            .await
+    }
+
+    /// [`Deps::examine`], as a caller asked: its dry run (which only narrows) and details
+    /// for the record (a Batch job and task).
+    pub(crate) async fn examine_with(
+        &self,
+        trigger: &str,
+        bucket: &str,
+        key: &str,
+        inv: &Invocation,
+        tag_cache: &BucketTags,
+        asked: &Asked,
+    ) -> Examined {
+        let dry_run = asked.dry_run;
+        let mut audit = self
             .common
             .audit_for(inv, trigger, &format!("{bucket}/{key}"));
+        for (k, v) in &asked.details {
+            audit = audit.detail(k, v);
+        }
         let at = Examination {
             base: &audit,
             bucket,
@@ -195,6 +227,7 @@ impl Deps {
             tag_cache,
             inv,
             rechecks: RECHECKS,
+            dry_run,
         };
         self.examine_steps(audit.clone(), at).await
     }
@@ -555,6 +588,13 @@ impl Deps {
                 .detail("would", fix.would(&s.current, &reason.detail));
             return self.skip(audit, reason).await;
         }
+        if at.dry_run {
+            // Not even a reservation: a dry run must leave the ledger as it found it.
+            let audit = audit.detail("job_dry_run", true).detail("escalate", true);
+            return self
+                .record(audit.dry_run(fix.would(&s.current, &reason)))
+                .await;
+        }
         let target = format!("{}/{}", s.bucket, s.key);
         let action = Guarded {
             target: Target {
@@ -611,8 +651,24 @@ impl Deps {
         let cache = BucketTags::default();
         let mut audits = Vec::new();
         let mut retry = None;
+        let mut reports = Vec::new();
         for item in items {
             match item {
+                Ok(ev) if self.settings.is_report_manifest(&ev.bucket, &ev.key) => {
+                    reports.push((ev.bucket, ev.key));
+                }
+                Ok(ev) if self.settings.is_report_key(&ev.bucket, &ev.key) => {
+                    let audit = self.common.audit_for(
+                        inv,
+                        ev.trigger,
+                        &format!("{}/{}", ev.bucket, ev.key),
+                    );
+                    let reason = SkipReason::new(
+                        SkipCode::NothingToDo,
+                        "a file of a completion report: read with its manifest.json, never examined as data",
+                    );
+                    audits.push(self.common.record(audit.skipped(&reason)).await);
+                }
                 Ok(ev) => {
                     let ex = self
                         .examine(ev.trigger, &ev.bucket, &ev.key, inv, &cache)
@@ -629,12 +685,27 @@ impl Deps {
                 }
             }
         }
+        let mut summaries = Vec::new();
+        for (bucket, key) in reports {
+            match self.two_pass(&bucket, &key, inv).await {
+                Ok(done) => {
+                    summaries.push(done.body);
+                    audits.extend(done.audits);
+                }
+                // Progress is saved: the retry resumes where this run stopped.
+                Err(e) => retry = Some(e.to_string()),
+            }
+        }
         // Every record was examined and audited; a passing failure (throttling, 5xx) is handed
         // back so Lambda retries the event. Objects already fixed then verify as a no-op.
         if let Some(msg) = retry {
             return Err(HandlerError::Retryable(msg));
         }
-        Ok(Response::from_audits(audits))
+        let mut response = Response::from_audits(audits);
+        if !summaries.is_empty() {
+            response.body = serde_json::json!({"reports": summaries, "records": response.body});
+        }
+        Ok(response)
     }
 }
 
@@ -656,6 +727,8 @@ impl Function for Deps {
                 Ok(Response::from_audits(vec![rec]))
             }
             Request::Objects(items) => self.objects(items, &inv).await,
+            Request::Batch(job) => Ok(self.batch(job, &inv).await),
+            Request::Report { bucket, key } => self.two_pass(&bucket, &key, &inv).await,
         }
     }
 }

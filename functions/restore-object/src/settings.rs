@@ -86,6 +86,14 @@ pub struct Settings {
     /// for a good copy may take (default 300). An object over it is recorded as over budget,
     /// reported once, and skipped until it changes.
     pub object_budget: Duration,
+    /// `SELFHEAL_RESTORE_REPORT_PREFIXES`: `bucket[/prefix]`, comma-separated: where S3 Batch
+    /// Operations writes Compute checksum completion reports. A `manifest.json` landing there
+    /// starts the two-pass verification ([`crate::two_pass`]); the report's CSV files there
+    /// are read with it, never examined as data.
+    pub report_prefixes: Vec<Location>,
+    /// `SELFHEAL_RESTORE_REPORT_MAX_BYTES`: the largest report file (manifest or CSV) read
+    /// into memory (default 256 MiB): a larger one is refused and a person told.
+    pub report_max_bytes: u64,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -117,6 +125,8 @@ fn unreachable_defaults() -> Settings {
         copy_concurrency: 8,
         max_copy_bytes: 16 * 1024 * MIB,
         object_budget: Duration::from_secs(300),
+        report_prefixes: Vec::new(),
+        report_max_bytes: 256 * MIB,
     }
 }
 
@@ -174,14 +184,16 @@ fn replicas(
 }
 
 /// `bucket[/prefix]`, comma-separated.
-fn scrub_targets(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<Location>, ConfigError> {
-    const NAME: &str = "SELFHEAL_RESTORE_SCRUB_TARGETS";
-    parse_list(get, NAME)
+fn locations(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Vec<Location>, ConfigError> {
+    parse_list(get, name)
         .unwrap_or_default()
         .iter()
         .map(|item| {
             Location::parse(item)
-                .ok_or_else(|| invalid(NAME, item, "bucket[/prefix], comma-separated"))
+                .ok_or_else(|| invalid(name, item, "bucket[/prefix], comma-separated"))
         })
         .collect()
 }
@@ -218,7 +230,9 @@ impl Settings {
         // Read in a fixed order, so that of several bad values the same one is reported.
         let metadata_keys = metadata_keys(&get)?;
         let replicas = replicas(&get)?;
-        let scrub_targets = scrub_targets(&get)?;
+        let scrub_targets = locations(&get, "SELFHEAL_RESTORE_SCRUB_TARGETS")?;
+        let report_prefixes = locations(&get, "SELFHEAL_RESTORE_REPORT_PREFIXES")?;
+        let report_max = parse_u64(&get, "SELFHEAL_RESTORE_REPORT_MAX_BYTES", 256 * MIB)?;
         let threshold = parse_u64(
             &get,
             "SELFHEAL_RESTORE_MULTIPART_COPY_THRESHOLD_BYTES",
@@ -251,6 +265,8 @@ impl Settings {
             copy_concurrency: (copy_concurrency as usize).clamp(1, 32),
             max_copy_bytes: max_copy,
             object_budget: Duration::from_secs(budget.max(1)),
+            report_prefixes,
+            report_max_bytes: report_max.max(1),
         })
     }
 
@@ -271,6 +287,19 @@ impl Settings {
             qb,
             quarantine_key(&self.quarantine_prefix, bucket, key, etag),
         )
+    }
+
+    /// True for keys under a completion-report prefix: report files, never data.
+    pub fn is_report_key(&self, bucket: &str, key: &str) -> bool {
+        self.report_prefixes
+            .iter()
+            .any(|l| l.bucket == bucket && key.starts_with(&l.prefix))
+    }
+
+    /// True for a completion report's top-level `manifest.json` under a report prefix.
+    pub fn is_report_manifest(&self, bucket: &str, key: &str) -> bool {
+        self.is_report_key(bucket, key)
+            && (key == "manifest.json" || key.ends_with("/manifest.json"))
     }
 
     /// True for keys of quarantine copies in `bucket`: they are evidence, never restored.
@@ -381,5 +410,12 @@ mod tests {
         let on = settings(&[("SELFHEAL_RESTORE_ALLOW_ROLLBACK", "true")]).unwrap();
         assert!(on.allow_rollback);
         assert!(settings(&[("SELFHEAL_RESTORE_ALLOW_ROLLBACK", "sometimes")]).is_err());
+        let r = settings(&[("SELFHEAL_RESTORE_REPORT_PREFIXES", "reports/batch/")]).unwrap();
+        assert!(r.is_report_manifest("reports", "batch/job-1/manifest.json"));
+        assert!(r.is_report_key("reports", "batch/job-1/results/a.csv"));
+        assert!(!r.is_report_manifest("reports", "batch/job-1/results/a.csv"));
+        assert!(!r.is_report_manifest("data", "batch/job-1/manifest.json"));
+        assert!(!r.is_report_manifest("reports", "other/manifest.json"));
+        assert!(settings(&[("SELFHEAL_RESTORE_REPORT_PREFIXES", "/x")]).is_err());
     }
 }
