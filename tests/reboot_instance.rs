@@ -15,6 +15,8 @@ use selfheal_core::{parse_alarms, AuditRecord, Heal, Outcome};
 use selfheal_core::{Function, HandlerError, Invocation};
 use serde_json::Value;
 
+mod autonomy;
+
 const PLACEHOLDER: &str = "i-0123456789abcdef0";
 
 struct World {
@@ -567,7 +569,8 @@ async fn cpu_alarm_on_an_opted_in_instance_reboots_nothing() {
 }
 
 // Issue 13 item 3: the alarm's opt-in tag asks for a reboot whatever its metric; read once
-// per alarm and cached; a status-check alarm needs no tag and costs no tag read.
+// per alarm and cached; a status-check alarm needs no tag for the reboot (its tags are read
+// once for the autonomy level, issue 17).
 #[tokio::test]
 async fn cpu_alarm_tagged_for_reboot_reboots_and_its_tags_are_read_once() {
     let w = World::new().await;
@@ -599,7 +602,11 @@ async fn cpu_alarm_tagged_for_reboot_reboots_and_its_tags_are_read_once() {
     );
     assert_eq!(one(run(&deps, ev).await.unwrap()).decision, Outcome::Acted);
     assert_eq!(reboots_of(&other), 1);
-    assert!(recorded_requests(&["ListTagsForResource", &query(&checks.arn)]).is_empty());
+    // Since issue 17 its tags are read once too (its selfheal:autonomy level), with the checks.
+    assert_eq!(
+        recorded_requests(&["ListTagsForResource", &query(&checks.arn)]).len(),
+        1
+    );
 }
 
 // Issue 13 item 6: an event retried for hours is not acted on.
@@ -738,23 +745,33 @@ async fn status_check_alarm_reads_everything_in_one_round_before_the_reboot() {
     let seen = event_requests(&w, &id, &alarm);
     eprintln!("requests for a status-check alarm, in order: {seen:?}");
     let reboot = seen.iter().position(|a| a == "RebootInstances").unwrap();
-    let reads: Vec<&str> = sorted(&seen[..13]);
+    // With the alarm's tags (its autonomy level, issue 17), read with the rest.
+    let reads: Vec<&str> = sorted(&seen[..14]);
     assert_eq!(
         (
             reads[0],
             reads[1],
-            reads[2..].iter().all(|a| *a == "GetMetricData")
+            reads[2..13].iter().all(|a| *a == "GetMetricData"),
+            reads[13]
         ),
-        ("DescribeAlarms", "DescribeInstances", true),
+        (
+            "DescribeAlarms",
+            "DescribeInstances",
+            true,
+            "ListTagsForResource"
+        ),
         "{seen:?}"
     );
     assert!(
-        seen[13..reboot]
+        seen[14..reboot]
             .iter()
             .all(|a| !a.starts_with("Describe") && !a.starts_with("List") && a != "GetMetricData"),
         "only the ledger between the reads and the reboot: {seen:?}"
     );
-    assert!(recorded_requests(&["ListTagsForResource", &query(&alarm.arn)]).is_empty());
+    assert_eq!(
+        recorded_requests(&["ListTagsForResource", &query(&alarm.arn)]).len(),
+        1
+    );
 }
 
 /// The function's ARN the follow-ups target (the emulator invokes nothing).

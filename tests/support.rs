@@ -346,3 +346,87 @@ impl Schedules {
         serde_json::from_str(input).expect("the input is JSON")
     }
 }
+
+/// The approval key (SSM SecureString) and the approval URL (SSM String) of one test's
+/// function, as the template would create them (the key by the operator), and the settings
+/// that name them (issue 17).
+pub struct Approvals {
+    pub key_parameter: String,
+    pub url_parameter: String,
+    /// The key's value, for tests that sign tokens of their own (expired, other target).
+    pub key: String,
+}
+
+/// The function URL the approval links name (the emulator has no function URLs: the tests
+/// hand the link's token to the handler as Lambda would).
+pub const APPROVAL_URL: &str = "https://approvals.lambda-url.us-east-1.on.aws/";
+
+impl Approvals {
+    pub async fn new(sdk: &SdkConfig) -> Self {
+        use selfheal_aws::aws_sdk_ssm::types::ParameterType;
+        let ssm = selfheal_aws::aws_sdk_ssm::Client::new(sdk);
+        let key_parameter = format!("/{}/approval-key", unique("selfheal"));
+        let url_parameter = format!("/{}/approval-url", unique("selfheal"));
+        let key = format!("{}-0123456789abcdefghijklmnopqrstuvwxyz", unique("key"));
+        for (name, value, kind) in [
+            (&key_parameter, &key, ParameterType::SecureString),
+            (
+                &url_parameter,
+                &APPROVAL_URL.to_string(),
+                ParameterType::String,
+            ),
+        ] {
+            ssm.put_parameter()
+                .name(name)
+                .value(value)
+                .r#type(kind)
+                .send()
+                .await
+                .expect("put parameter");
+        }
+        Self {
+            key_parameter,
+            url_parameter,
+            key,
+        }
+    }
+
+    /// The settings that point a function at this key and URL, at autonomy `level`.
+    pub fn settings<'a>(&'a self, level: &'a str) -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("SELFHEAL_AUTONOMY", level),
+            (
+                "SELFHEAL_APPROVAL_KEY_PARAMETER",
+                self.key_parameter.as_str(),
+            ),
+            (
+                "SELFHEAL_APPROVAL_URL_PARAMETER",
+                self.url_parameter.as_str(),
+            ),
+        ]
+    }
+}
+
+/// The approve and reject tokens of the one approval notice among `notices` (read from the
+/// emulated SNS notice, as a person would click them).
+pub fn approval_tokens(notices: &[(String, Value)]) -> (String, String) {
+    let asks: Vec<&Value> = notices
+        .iter()
+        .filter(|(s, _)| s.contains("asks approval"))
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(asks.len(), 1, "one approval notice: {notices:?}");
+    let token = |field: &str| {
+        let link = asks[0][field].as_str().expect("link in the notice");
+        assert!(link.starts_with(APPROVAL_URL), "{link}");
+        selfheal_lambda::approval::token_of(link)
+            .expect("token")
+            .to_string()
+    };
+    (token("approve_url"), token("reject_url"))
+}
+
+/// The status code of a function-URL response.
+pub fn status_of(body: &Value) -> u64 {
+    body["statusCode"].as_u64().unwrap_or_default()
+}

@@ -95,6 +95,38 @@ where
             .await;
         return (Page::Confirm { claims, token }, vec![rec]);
     }
+    // An approve decides again from the event kept with its approval: read (and matched to
+    // the token's target) before the approval is consumed, so a token that names no pending
+    // approval uses nothing up.
+    let original = match claims.decision {
+        Choice::Reject => Value::Null,
+        Choice::Approve => match common.autonomy.pending_event(&claims).await {
+            Ok(Some(ev)) => ev,
+            Ok(None) => {
+                let why = format!(
+                    "approval {} has no pending request in the ledger (gone, or never kept): \
+                 nothing done",
+                    claims.id
+                );
+                let rec = common
+                    .record(audit.checked("approval-unknown", why.clone()))
+                    .await;
+                return (
+                    Page::StateChanged {
+                        claims,
+                        detail: why,
+                    },
+                    vec![rec],
+                );
+            }
+            Err(e) => {
+                let rec = common
+                    .record(audit.failed("approval-unavailable", e.to_string()))
+                    .await;
+                return (Page::Unavailable, vec![rec]);
+            }
+        },
+    };
     match common.autonomy.consume(&claims, &inv.request_id, now).await {
         Ok(Use::Consumed) => {}
         Ok(Use::AlreadyUsed) => {
@@ -128,32 +160,6 @@ where
             .await;
         return (Page::Rejected { claims }, vec![rec]);
     }
-    let original = match common.autonomy.pending_event(&claims).await {
-        Ok(Some(ev)) => ev,
-        Ok(None) => {
-            let why = format!(
-                "approval {} has no pending request in the ledger (gone, or never kept): \
-                 nothing done",
-                claims.id
-            );
-            let rec = common
-                .record(audit.checked("approval-unknown", why.clone()))
-                .await;
-            return (
-                Page::StateChanged {
-                    claims,
-                    detail: why,
-                },
-                vec![rec],
-            );
-        }
-        Err(e) => {
-            let rec = common
-                .record(audit.failed("approval-unavailable", e.to_string()))
-                .await;
-            return (Page::Unavailable, vec![rec]);
-        }
-    };
     let approved = Approved {
         claims: claims.clone(),
     };
