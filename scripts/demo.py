@@ -11,6 +11,7 @@ The closed-loop stories are in this file (closed_loop_* below).
 
 import base64
 import datetime
+import html
 import importlib
 import json
 import os
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 import boto3
@@ -603,6 +605,183 @@ def closed_loop(demo, base_env):
             demo.stop_runtime()
 
 
+# ---- graduated autonomy: one-click approval (issue 17) ----------------------------------------
+# An instance tagged selfheal:autonomy=approve is not rebooted on an alarm: the function asks a
+# person (a notice with an approve and a reject link to its function URL). The demo follows the
+# links as a person would: GET shows a page and never acts; its button POSTs the token.
+
+APPROVAL_URL = "https://selfheal-demo-reboot.lambda-url.us-east-1.on.aws/"
+APPROVAL_KEY_PARAMETER = "/selfheal-demo/approval-key"
+APPROVAL_TTL = 60
+
+
+def url_event(demo, method, token):
+    """The Lambda function-URL request a browser's GET of a link, or its form's POST, makes."""
+    name = "approval-get.json" if method == "GET" else "approval-post.json"
+    with open(os.path.join(EVENTS, name)) as f:
+        ev = json.load(f)
+    query = "t=" + urllib.parse.quote(token, safe="")
+    now = time.time()
+    ev["requestContext"]["timeEpoch"] = int(now * 1000)
+    ev["requestContext"]["time"] = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
+    if method == "GET":
+        ev["rawQueryString"] = query
+        ev["queryStringParameters"] = {"t": token}
+    else:
+        # A form POST: the token in the body only (a token in a POST's query is ignored).
+        ev["rawQueryString"] = ""
+        ev.pop("queryStringParameters", None)
+        ev["body"] = base64.b64encode(query.encode()).decode()
+        ev["isBase64Encoded"] = True
+    return ev
+
+
+def page(response):
+    """(status, heading, first paragraph, the form's hidden token) of a function-URL answer."""
+    if not isinstance(response, dict) or "statusCode" not in response:
+        return None, f"no page: {response}", "", None
+    body = response.get("body") or ""
+    h1 = re.search(r"<h1>(.*?)</h1>", body, re.S)
+    p = re.search(r"<p>(.*?)</p>", body, re.S)
+    t = re.search(r'name="t" value="([^"]*)"', body)
+    return (
+        response["statusCode"],
+        html.unescape(h1.group(1)) if h1 else "",
+        html.unescape(p.group(1)) if p else "",
+        html.unescape(t.group(1)) if t else None,
+    )
+
+
+def open_link(demo, link):
+    """A person opens the link: GET (a page, never an action). Returns the page's button token."""
+    token = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query).get("t", [""])[0]
+    status, title, _, form_token = page(demo.invoke("reboot-instance", url_event(demo, "GET", token)))
+    print(f"     GET  {link[:60]}… → {status} “{title}”")
+    return status, form_token
+
+
+def press(demo, form_token):
+    """... and presses the page's button: POST the form."""
+    if form_token is None:
+        demo.say("no button on that page: nothing to press")
+        return None
+    status, title, text, _ = page(demo.invoke("reboot-instance", url_event(demo, "POST", form_token)))
+    colour = GREEN if status == 200 else YELLOW
+    print(f"     POST (the page's button) → {colour}{status}{RESET} “{title}”: {text[:120]}")
+    return status
+
+
+def follow(demo, link):
+    status, form_token = open_link(demo, link)
+    return status if form_token is None else press(demo, form_token)
+
+
+def asked_links(demo, iid):
+    """The links in the approval notice for `iid` (and the other notices, shown)."""
+    links = None
+    for subject, msg in demo.notices():
+        if isinstance(msg, dict) and msg.get("approve_url") and msg.get("target") == iid:
+            links = (msg["approve_url"], msg["reject_url"], msg.get("approval_expires_at"))
+            print(f" ✉ {subject} — approve and reject links, valid until {hhmmss(links[2]) if links[2] else '?'} UTC")
+        else:
+            reason = msg.get("reason", "") if isinstance(msg, dict) else str(msg)
+            print(f" ✉ {subject} — {reason[:110]}")
+    return links
+
+
+def approval_setup(demo):
+    # The link-signing key: an SSM SecureString (never in the environment or the logs).
+    demo.client("ssm").put_parameter(
+        Name=APPROVAL_KEY_PARAMETER, Type="SecureString", Value=base64.b64encode(os.urandom(48)).decode()
+    )
+    ec2, ids = demo.client("ec2"), {}
+    for name in ("web-4", "web-5", "web-6"):
+        tags = [{"Key": "Name", "Value": name}, {"Key": "selfheal:managed", "Value": "true"}, {"Key": "selfheal:autonomy", "Value": "approve"}]
+        out = ec2.run_instances(ImageId="ami-12c6146b", InstanceType="t3.micro", MinCount=1, MaxCount=1, TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])
+        ids[name] = out["Instances"][0]["InstanceId"]
+        demo.alarm(f"{name}-status-checks", "AWS/EC2", "StatusCheckFailed_Instance", {"InstanceId": ids[name]})
+    return ids
+
+
+def reboots(demo, iid):
+    return len(demo.requests("Action=RebootInstances", f"InstanceId.1={iid}"))
+
+
+def ask(demo, name, iid):
+    ev = sample(demo, "reboot-instance-eventbridge-metric-math.json", {SAMPLE_INSTANCE: iid, "web-1-status-checks": f"{name}-status-checks"})
+    r = loop_line(demo, f"alarm {name}-status-checks ALARM", demo.invoke("reboot-instance", ev))
+    demo.expect(f"{name}: an approval is asked, nothing done", first(r).get("code") == "approval-asked" and reboots(demo, iid) == 0)
+    links = asked_links(demo, iid)
+    demo.expect(f"{name}: the notice carries the links", links is not None)
+    return links
+
+
+def approval_stories(demo, ids):
+    demo.say(
+        f"web-4, web-5 and web-6 carry selfheal:autonomy=approve (the tag on the target wins over "
+        f"SELFHEAL_AUTONOMY=auto); links signed with the key in SSM {APPROVAL_KEY_PARAMETER}, valid "
+        f"{APPROVAL_TTL} s here (SELFHEAL_APPROVAL_TTL_SECONDS, the shortest allowed; 4 h by default)"
+    )
+    print(f"\n   {BOLD}4. web-6 ({ids['web-6']}): an approval asked now, followed after it expired{RESET}")
+    late = ask(demo, "web-6", ids["web-6"])
+    asked_at = time.time()
+
+    print(f"\n   {BOLD}5. web-4 ({ids['web-4']}): a person approves{RESET}")
+    links = ask(demo, "web-4", ids["web-4"])
+    if links:
+        status, form_token = open_link(demo, links[0])
+        demo.expect("opening the link shows a page and changes nothing", status == 200 and reboots(demo, ids["web-4"]) == 0)
+        demo.say("its button POSTs the token: verified, consumed once, the state read again, then the reboot")
+        status = press(demo, form_token)
+        demo.before_after(f"RebootInstances calls for {ids['web-4']}", 0, reboots(demo, ids["web-4"]))
+        demo.expect("the approved reboot is done", status == 200 and reboots(demo, ids["web-4"]) == 1)
+        demo.expect("the approved reboot is followed up like any other", len(stored_follow_ups(demo, ids["web-4"])) == 1)
+        demo.say("the same link, used once more:")
+        status = follow(demo, links[0])
+        demo.expect("the same link a second time does nothing", status == 409 and reboots(demo, ids["web-4"]) == 1)
+    demo.show_notices()
+
+    print(f"\n   {BOLD}6. web-5 ({ids['web-5']}): a person rejects{RESET}")
+    links = ask(demo, "web-5", ids["web-5"])
+    if links:
+        status = follow(demo, links[1])
+        demo.expect("a rejected reboot is not done", status == 200 and reboots(demo, ids["web-5"]) == 0)
+        demo.say("the approve link of the same request, used after the reject:")
+        status = follow(demo, links[0])
+        demo.expect("a rejected approval cannot be approved afterwards", status == 409 and reboots(demo, ids["web-5"]) == 0)
+    demo.show_notices()
+
+    print(f"\n   {BOLD}4. (continued) web-6: the link followed after it expired{RESET}")
+    wait = asked_at + APPROVAL_TTL + 2 - time.time()
+    if wait > 0:
+        print(f" ⏱ {YELLOW}time passes{RESET}: waiting {wait:.0f} s for web-6's links to expire (real time: the token carries its expiry)", flush=True)
+        time.sleep(wait)
+    if late:
+        status = follow(demo, late[0])
+        demo.expect("an expired link does nothing", status == 410 and reboots(demo, ids["web-6"]) == 0)
+    demo.show_notices()
+
+
+def approvals(demo, base_env):
+    demo.section("graduated autonomy: one-click approval from the notice (issue 17)")
+    ids = approval_setup(demo)
+    env = {
+        **base_env,
+        **closed_loop_env(demo, "reboot-instance"),
+        "SELFHEAL_REBOOT_VERIFY_AFTER_SECONDS": str(REBOOT_VERIFY_AFTER),
+        "SELFHEAL_ANOMALY_GATE": "off",
+        "SELFHEAL_APPROVAL_KEY_PARAMETER": APPROVAL_KEY_PARAMETER,
+        "SELFHEAL_APPROVAL_URL": APPROVAL_URL,
+        "SELFHEAL_APPROVAL_TTL_SECONDS": str(APPROVAL_TTL),
+        "SELFHEAL_ALARM_TAG_CACHE_SECONDS": "0",
+    }
+    demo.start_runtime("reboot-instance", env)
+    try:
+        approval_stories(demo, ids)
+    finally:
+        demo.stop_runtime()
+
+
 def main():
     # A terminated demo still stops what it started (the finally blocks run).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -648,6 +827,7 @@ def main():
             demo.stop_runtime()
     if "reboot-instance" in dict(modules) and "scale-group" in dict(modules):
         closed_loop(demo, env)
+        approvals(demo, env)
     print(f"\n{DIM}make demo took {time.time() - started:.0f} s (build included){RESET}")
     if demo.failures:
         print(f"\n{RED}{demo.failures} unexpected result(s){RESET}")
