@@ -21,6 +21,8 @@ use selfheal_core::{parse_alarms, AuditRecord, AwsError, Heal, Outcome};
 use selfheal_core::{Function, HandlerError, Invocation};
 use serde_json::{json, Value};
 
+mod autonomy;
+
 /// The group the sample events name.
 const PLACEHOLDER: &str = "selfheal-sample-asg";
 
