@@ -397,6 +397,7 @@ mod tests {
         use crate::approval::gate::{pending_key, Approved, Ask, Autonomy, Gated};
         use crate::approval::{self, Choice, Key, Use};
         use crate::autonomy::Level;
+        use crate::guard::Policy;
         use crate::testing::{MemoryIdempotency, MemoryParameters, RecordingNotifier};
         use serde_json::json;
         use std::sync::Arc;
@@ -591,6 +592,31 @@ mod tests {
             let rec = held(run(&w, a).await);
             assert_eq!(rec.decision, Outcome::DryRun);
             assert_eq!(rec.details["autonomy"]["source"], "target-tag");
+        }
+
+        #[tokio::test]
+        async fn a_per_action_setting_comes_before_the_functions_setting() {
+            let ev = json!({});
+            let w = world(
+                &[
+                    ("SELFHEAL_AUTONOMY", "auto"),
+                    ("SELFHEAL_AUTONOMY_STOP_START", "approve"),
+                ],
+                true,
+            );
+            assert!(acts(&run(&w, ask(&ev, None)).await), "reboot: auto");
+            let mut a = ask(&ev, None);
+            a.action = "stop-start";
+            let rec = held(run(&w, a).await);
+            assert_eq!(rec.code, "approval-asked");
+            assert_eq!(
+                rec.details["autonomy"]["resolved"],
+                "setting SELFHEAL_AUTONOMY_STOP_START=approve"
+            );
+            let bad = Policy::from_lookup("fn", |k| {
+                (k == "SELFHEAL_AUTONOMY_SCALE").then(|| "sometimes".to_string())
+            });
+            assert!(bad.is_err(), "a bad per-action value fails the cold start");
         }
 
         #[tokio::test]

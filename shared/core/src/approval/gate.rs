@@ -31,11 +31,27 @@ pub const URL_PARAMETER_SETTING: &str = "SELFHEAL_APPROVAL_URL_PARAMETER";
 /// The base of the links given directly (local runs and tests); wins over the parameter.
 pub const URL_SETTING: &str = "SELFHEAL_APPROVAL_URL";
 
+/// The actions a per-action setting exists for: `SELFHEAL_AUTONOMY_<ACTION>` (upper case,
+/// `-` as `_`), e.g. `SELFHEAL_AUTONOMY_STOP_START`, more specific than `SELFHEAL_AUTONOMY`.
+pub const ACTIONS: [&str; 5] = ["reboot", "stop-start", "scale", "restore", "replay"];
+
+/// The per-action setting's name of `action` (one of [`ACTIONS`]).
+pub fn action_setting(action: &str) -> String {
+    format!(
+        "{}_{}",
+        autonomy::SETTING,
+        action.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
 /// The autonomy settings every function reads (validated at cold start with the policy).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AutonomySettings {
     /// `SELFHEAL_AUTONOMY`: unset → each action's own default.
     pub level: Option<Level>,
+    /// `SELFHEAL_AUTONOMY_<ACTION>`: the level of one action of the function (the ladder's
+    /// `stop-start` apart from the reboot), before `SELFHEAL_AUTONOMY`.
+    pub per_action: Vec<(&'static str, Level)>,
     /// `SELFHEAL_AUTONOMY_WINDOW_SECONDS` (a day).
     pub window: i64,
     /// `SELFHEAL_APPROVAL_TTL_SECONDS` (four hours).
@@ -52,6 +68,7 @@ impl Default for AutonomySettings {
     fn default() -> Self {
         Self {
             level: None,
+            per_action: Vec::new(),
             window: autonomy::DEFAULT_WINDOW_SECONDS,
             ttl: super::DEFAULT_TTL_SECONDS,
             key_parameter: None,
@@ -72,8 +89,22 @@ impl AutonomySettings {
             })?),
             None => None,
         };
+        let mut per_action = Vec::new();
+        for action in ACTIONS {
+            let name = action_setting(action);
+            if let Some(v) = get(&name) {
+                let level = v.parse().map_err(|_| ConfigError::Invalid {
+                    // The names are a fixed few: leaked once per cold start, not per event.
+                    name: Box::leak(name.into_boxed_str()),
+                    value: v,
+                    expected: "observe, first-dry-run, approve or auto",
+                })?;
+                per_action.push((action, level));
+            }
+        }
         Ok(Self {
             level: autonomy::setting(get)?,
+            per_action,
             window: autonomy::window_setting(get)?,
             ttl: ttl_setting(get)?,
             key_parameter: get(KEY_PARAMETER_SETTING),
@@ -196,12 +227,22 @@ impl Autonomy {
 
     /// The level that applies to `ask`.
     pub fn resolve(&self, ask: &Ask<'_>) -> Resolved {
-        resolve(&Inputs {
+        let per_action = self
+            .settings
+            .per_action
+            .iter()
+            .find(|(a, _)| *a == ask.action)
+            .map(|(_, l)| *l);
+        let mut r = resolve(&Inputs {
             target_tag: ask.target_tag,
             alarm_tag: ask.alarm_tag,
-            setting: self.settings.level,
+            setting: per_action.or(self.settings.level),
             default: ask.default,
-        })
+        });
+        if let (Some(level), autonomy::Source::Setting) = (per_action, r.source) {
+            r.reason = format!("setting {}={level}", action_setting(ask.action));
+        }
+        r
     }
 
     /// The signing key, read once per cold start (a failed read is tried again next time).
