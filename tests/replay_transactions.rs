@@ -29,6 +29,8 @@ use selfheal_core::{AuditRecord, AwsError, Outcome};
 use selfheal_core::{Function, Invocation};
 use serde_json::{json, Value};
 
+/// Issue 17: the autonomy levels.
+mod autonomy;
 /// Issue 14: the replays' verification (closed loop).
 mod follow_up;
 

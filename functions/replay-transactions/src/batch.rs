@@ -130,8 +130,11 @@ pub struct Batch<'a> {
     pub too_big: Vec<usize>,
     /// The replays sent, for their verification: (slot, transaction, delay in seconds).
     pub replayed: Vec<(usize, Replayed, u32)>,
-    /// Batch-level records (a follow-up that could not be scheduled), after the records'.
+    /// Batch-level records (the autonomy gate's, a follow-up that could not be scheduled),
+    /// after the records'.
     pub extra: Vec<AuditRecord>,
+    /// The processing queue's `selfheal:autonomy` tag, read with its opt-in tag.
+    pub autonomy_tag: Option<String>,
 }
 
 impl<'a> Batch<'a> {
@@ -149,7 +152,17 @@ impl<'a> Batch<'a> {
             too_big: Vec::new(),
             replayed: Vec::new(),
             extra: Vec::new(),
+            autonomy_tag: None,
         }
+    }
+
+    /// The name of the queue the records came from (the dead-letter queue), from their ARN.
+    pub fn source_name(&self) -> String {
+        self.slots
+            .iter()
+            .find_map(|s| s.msg.event_source_arn.clone())
+            .and_then(|arn| arn.rsplit(':').next().map(str::to_string))
+            .unwrap_or_default()
     }
 
     /// Ends every open record the same way.

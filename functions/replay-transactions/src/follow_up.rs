@@ -42,7 +42,7 @@ pub(crate) enum Planned {
 }
 
 /// The processing queue's name: the target of a batch's replays.
-fn queue_name(url: &str) -> &str {
+pub(crate) fn queue_name(url: &str) -> &str {
     url.trim_end_matches('/').rsplit('/').next().unwrap_or(url)
 }
 
@@ -62,12 +62,7 @@ impl Handler {
         }
         let list: Vec<Replayed> = b.replayed.iter().map(|(_, r, _)| r.clone()).collect();
         let target = queue_name(&self.settings.processing_queue_url).to_string();
-        let source = b
-            .slots
-            .iter()
-            .find_map(|s| s.msg.event_source_arn.clone())
-            .unwrap_or_default();
-        let dlq = source.rsplit(':').next().unwrap_or_default().to_string();
+        let dlq = b.source_name();
         let batch = BatchRef::of(&list);
         let v = Verify {
             version: VERIFY_VERSION,

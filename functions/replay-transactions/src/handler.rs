@@ -111,6 +111,9 @@ impl Handler {
             self.dry_run(b);
             return;
         }
+        // Graduated autonomy (issue 17), once per batch: may hold the batch back.
+        self.autonomy(b, inv).await;
+        b.hold_back_if_fifo();
         b.cap_replays(self.settings.max_per_batch);
         b.hold_back_if_fifo();
         self.claim(b, inv).await;

@@ -23,6 +23,7 @@
 mod act;
 mod batch;
 mod follow_up;
+pub mod gate;
 pub mod handler;
 pub mod park;
 pub mod plan;

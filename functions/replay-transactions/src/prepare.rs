@@ -39,7 +39,7 @@ impl Handler {
             b.end_open(|| Ending::Skipped(reason.clone()), true);
             return ControlFlow::Break(());
         }
-        match self.opted_in().await {
+        match self.opted_in(b).await {
             Ok(true) => ControlFlow::Continue(()),
             Ok(false) => {
                 let reason = SkipReason::new(
@@ -60,8 +60,9 @@ impl Handler {
         }
     }
 
-    /// Whether the processing queue carries the opt-in tag (cached for a minute).
-    async fn opted_in(&self) -> Result<bool, AwsError> {
+    /// Whether the processing queue carries the opt-in tag (cached for a minute); its
+    /// autonomy tag goes to the batch (the target of the autonomy gate, see `gate.rs`).
+    async fn opted_in(&self, b: &mut Batch<'_>) -> Result<bool, AwsError> {
         let cached = self
             .tags
             .lock()
@@ -83,6 +84,7 @@ impl Handler {
                 t
             }
         };
+        b.autonomy_tag = tags.get(selfheal_core::autonomy::TAG).cloned();
         Ok(self
             .common
             .guard
