@@ -11,6 +11,7 @@ The closed-loop stories are in this file (closed_loop_* below).
 
 import base64
 import datetime
+import hashlib
 import html
 import importlib
 import json
@@ -716,16 +717,39 @@ def ask(demo, name, iid):
     return links
 
 
-def approval_stories(demo, ids):
+def approval_env(demo, base_env):
+    return {
+        **base_env,
+        **closed_loop_env(demo, "reboot-instance"),
+        "SELFHEAL_REBOOT_VERIFY_AFTER_SECONDS": str(REBOOT_VERIFY_AFTER),
+        "SELFHEAL_ANOMALY_GATE": "off",
+        "SELFHEAL_APPROVAL_KEY_PARAMETER": APPROVAL_KEY_PARAMETER,
+        "SELFHEAL_APPROVAL_URL": APPROVAL_URL,
+        "SELFHEAL_APPROVAL_TTL_SECONDS": str(APPROVAL_TTL),
+        "SELFHEAL_ALARM_TAG_CACHE_SECONDS": "0",
+    }
+
+
+def approvals_begin(demo, base_env):
+    """The first approval story starts early: its link is followed once it has expired, at
+    the end of the demo (the other stories run meanwhile)."""
+    demo.section("graduated autonomy: one-click approval from the notice (issue 17)")
+    ids = approval_setup(demo)
     demo.say(
         f"web-4, web-5 and web-6 carry selfheal:autonomy=approve (the tag on the target wins over "
         f"SELFHEAL_AUTONOMY=auto); links signed with the key in SSM {APPROVAL_KEY_PARAMETER}, valid "
         f"{APPROVAL_TTL} s here (SELFHEAL_APPROVAL_TTL_SECONDS, the shortest allowed; 4 h by default)"
     )
-    print(f"\n   {BOLD}4. web-6 ({ids['web-6']}): an approval asked now, followed after it expired{RESET}")
-    late = ask(demo, "web-6", ids["web-6"])
-    asked_at = time.time()
+    demo.start_runtime("reboot-instance", approval_env(demo, base_env))
+    try:
+        print(f"\n   {BOLD}4. web-6 ({ids['web-6']}): an approval asked now; its link is followed at the end, once expired{RESET}")
+        late = ask(demo, "web-6", ids["web-6"])
+    finally:
+        demo.stop_runtime()
+    return {"ids": ids, "late": late, "asked_at": time.time()}
 
+
+def approval_stories(demo, ids, late, asked_at):
     print(f"\n   {BOLD}5. web-4 ({ids['web-4']}): a person approves{RESET}")
     links = ask(demo, "web-4", ids["web-4"])
     if links:
@@ -751,7 +775,7 @@ def approval_stories(demo, ids):
         demo.expect("a rejected approval cannot be approved afterwards", status == 409 and reboots(demo, ids["web-5"]) == 0)
     demo.show_notices()
 
-    print(f"\n   {BOLD}4. (continued) web-6: the link followed after it expired{RESET}")
+    print(f"\n   {BOLD}4. (continued) web-6 ({ids['web-6']}): the link followed after it expired{RESET}")
     wait = asked_at + APPROVAL_TTL + 2 - time.time()
     if wait > 0:
         print(f" ⏱ {YELLOW}time passes{RESET}: waiting {wait:.0f} s for web-6's links to expire (real time: the token carries its expiry)", flush=True)
@@ -762,22 +786,164 @@ def approval_stories(demo, ids):
     demo.show_notices()
 
 
-def approvals(demo, base_env):
-    demo.section("graduated autonomy: one-click approval from the notice (issue 17)")
-    ids = approval_setup(demo)
+def approvals_end(demo, base_env, begun):
+    demo.section("graduated autonomy (continued)")
+    demo.start_runtime("reboot-instance", approval_env(demo, base_env))
+    try:
+        approval_stories(demo, begun["ids"], begun["late"], begun["asked_at"])
+    finally:
+        demo.stop_runtime()
+
+# ---- restore-object at bucket scale: the two-pass mode (issue 16) -----------------------------
+# Pass one is S3's: a Batch Operations "Compute checksum" job computes every object's checksum
+# at rest and writes a completion report. The emulator has no Batch Operations, so the demo
+# plays S3's part: it computes the checksums over the objects' real bytes and writes the
+# report (CSV files and a manifest.json with each file's MD5) as S3 would. Pass two is the
+# function's: the manifest landing is an S3 event; each row is judged on a HEAD, and only the
+# mismatches are read end to end and restored.
+
+BUCKET_OBJECTS = 300
+CORRUPT_EVERY = 50
+REPORT_PREFIX = "selfheal-checksum-reports/"
+
+
+def s3_key_encode(key):
+    # Keys in reports and notifications are URL-encoded, spaces as '+'.
+    return urllib.parse.quote_plus(key, safe="/-_.~")
+
+
+def two_pass_setup(demo):
+    from botocore.config import Config
+
+    s3 = demo.client("s3")
+    # The corruption is made with a write (the only way through the API): without a checksum
+    # of the bad bytes and encrypted with KMS, so that nothing of S3's vouches for them (its
+    # MD5 ETag would), as with bytes gone bad at rest.
+    corruptor = boto3.client(
+        "s3",
+        endpoint_url=demo.endpoint,
+        region_name=demo.region,
+        config=Config(s3={"addressing_style": "path"}, request_checksum_calculation="when_required"),
+    )
+    suffix = str(int(time.time()))
+    data, replica, reports = f"selfheal-demo-lake-{suffix}", f"selfheal-demo-lake-replica-{suffix}", f"selfheal-demo-reports-{suffix}"
+    for b in (data, replica, reports):
+        s3.create_bucket(Bucket=b)
+    s3.put_bucket_tagging(Bucket=data, Tagging={"TagSet": [{"Key": "selfheal:managed", "Value": "true"}]})
+    rows, corrupt, good = [], [], {}
+    for i in range(BUCKET_OBJECTS):
+        key = f"events/2026/11/part-{i:04}.json"
+        body = (json.dumps({"part": i, "rows": [{"id": i * 100 + j, "v": (i * 7919 + j) % 1000} for j in range(40)]}) + "\n").encode()
+        meta = {"sha256": hashlib.sha256(body).hexdigest()}
+        s3.put_object(Bucket=replica, Key=key, Body=body, Metadata=meta)
+        stored = body
+        if i % CORRUPT_EVERY == CORRUPT_EVERY - 1:
+            stored = bytearray(body)
+            stored[17] ^= 0x5A
+            stored = bytes(stored)
+            corruptor.put_object(Bucket=data, Key=key, Body=stored, Metadata=meta, ServerSideEncryption="aws:kms")
+            corrupt.append(key)
+        else:
+            s3.put_object(Bucket=data, Key=key, Body=body, Metadata=meta)
+        good[key] = body
+        rows.append((key, stored))
+    # S3's part: the Compute checksum job's completion report, 100 rows per result file.
+    job = f"job-{suffix}"
+    results = []
+    for n in range(0, len(rows), 100):
+        csv = ""
+        for key, stored in rows[n : n + 100]:
+            msg = json.dumps({"checksum_algorithm": "SHA256", "checksum_type": "FULL_OBJECT", "checksum_base64": base64.b64encode(hashlib.sha256(stored).digest()).decode()})
+            csv += f'{data},{s3_key_encode(key)},,succeeded,,200,"{msg.replace(chr(34), chr(34) * 2)}"\n'
+        rkey = f"{REPORT_PREFIX}{job}/results/{n // 100:04}.csv"
+        s3.put_object(Bucket=reports, Key=rkey, Body=csv.encode())
+        results.append({"TaskExecutionStatus": "succeeded", "Bucket": reports, "MD5Checksum": hashlib.md5(csv.encode()).hexdigest(), "Key": rkey})
+    manifest = {
+        "Format": "Report_CSV_20180820",
+        "ReportCreationDate": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "Results": results,
+        "ReportSchema": "Bucket, Key, VersionId, TaskStatus, ErrorCode, HTTPStatusCode, ResultMessage",
+    }
+    mkey = f"{REPORT_PREFIX}{job}/manifest.json"
+    s3.put_object(Bucket=reports, Key=mkey, Body=json.dumps(manifest).encode())
+    return {"data": data, "replica": replica, "reports": reports, "manifest": mkey, "corrupt": corrupt, "good": good}
+
+
+def object_gets(demo, bucket, keys):
+    """GETs of the objects' bytes the emulator served (HEADs are not reads)."""
+    wanted = {f"/{bucket}/{k}" for k in keys}
+    n = 0
+    for r in demo.requests(f"/{bucket}/"):
+        url = urllib.parse.urlsplit(r.get("url", ""))
+        if r.get("method") == "GET" and urllib.parse.unquote(url.path) in wanted and not url.query:
+            n += 1
+    return n
+
+
+def two_pass_story(demo, b):
+    healthy = [k for k in b["good"] if k not in b["corrupt"]]
+    demo.say(
+        f"s3://{b['data']}: {BUCKET_OBJECTS} objects with their sha256 in metadata, a replica in s3://{b['replica']}; "
+        f"{len(b['corrupt'])} of them have gone bad at rest"
+    )
+    demo.say(
+        f"pass one (S3's; played by the demo, the emulator has no Batch Operations): a Compute checksum report, "
+        f"{BUCKET_OBJECTS} rows in 3 CSV files, manifest s3://{b['reports']}/{b['manifest']}"
+    )
+    ev = sample(demo, "restore-object-report-manifest.json", {"example-reports": b["reports"], "selfheal-checksum-reports/job-f8fb9d89-a3aa-461d-bddc-ea6a1b131955/manifest.json": b["manifest"]})
+    gets_before = object_gets(demo, b["data"], healthy)
+    bad_gets_before = object_gets(demo, b["data"], b["corrupt"])
+    started = time.time()
+    out = demo.invoke("restore-object", ev)
+    took = time.time() - started
+    if isinstance(out, dict) and "error" in out:
+        demo.show("manifest.json landed", "failed", f"function returned an error: {out['error']}")
+        demo.expect("the report is read", False)
+        return
+    report = (out.get("reports") or [{}])[0] if isinstance(out, dict) else {}
+    summary = report.get("summary", {})
+    demo.show(
+        "manifest.json landed (S3 event)",
+        "acted" if summary.get("restored") else "skipped",
+        f"report read in {took:.1f} s: {summary.get('rows')} rows, {summary.get('healthy')} healthy on a HEAD, "
+        f"{summary.get('mismatched')} mismatched → restored {summary.get('restored')}, unjudgeable {summary.get('unjudgeable')}, "
+        f"files refused {summary.get('files_refused')}; complete={report.get('complete')}",
+    )
+    s3 = demo.client("s3")
+    restored_ok = sum(1 for k in b["corrupt"] if s3.get_object(Bucket=b["data"], Key=k)["Body"].read() == b["good"][k])
+    healthy_gets = object_gets(demo, b["data"], healthy) - gets_before
+    demo.before_after("objects holding their good bytes", BUCKET_OBJECTS - len(b["corrupt"]), BUCKET_OBJECTS - len(b["corrupt"]) + restored_ok)
+    demo.before_after(f"GETs of the {len(healthy)} healthy objects' bytes", 0, healthy_gets)
+    demo.expect("every row judged", summary.get("rows") == BUCKET_OBJECTS and report.get("complete") is True)
+    demo.expect("exactly the bad objects restored", summary.get("mismatched") == len(b["corrupt"]) and summary.get("restored") == len(b["corrupt"]) and restored_ok == len(b["corrupt"]))
+    demo.expect("healthy objects never downloaded", healthy_gets == 0)
+    # The same count sees the reads of the mismatched ones (so the 0 above means something).
+    demo.expect("the mismatched objects read end to end", object_gets(demo, b["data"], b["corrupt"]) - bad_gets_before >= len(b["corrupt"]))
+    again = demo.invoke("restore-object", ev)
+    records = again.get("records", again) if isinstance(again, dict) else again
+    codes = [r.get("code") for r in records] if isinstance(records, list) else []
+    demo.show("the same manifest event delivered again", "skipped", ", ".join(c or "?" for c in codes) or str(again)[:120])
+    demo.expect("a redelivered report does nothing", codes == ["already-done"])
+    demo.show_notices()
+
+
+def two_pass(demo, base_env):
+    demo.section(f"restore-object at bucket scale: a checksum report over {BUCKET_OBJECTS} objects (issue 16)")
+    b = two_pass_setup(demo)
     env = {
         **base_env,
-        **closed_loop_env(demo, "reboot-instance"),
-        "SELFHEAL_REBOOT_VERIFY_AFTER_SECONDS": str(REBOOT_VERIFY_AFTER),
-        "SELFHEAL_ANOMALY_GATE": "off",
-        "SELFHEAL_APPROVAL_KEY_PARAMETER": APPROVAL_KEY_PARAMETER,
-        "SELFHEAL_APPROVAL_URL": APPROVAL_URL,
-        "SELFHEAL_APPROVAL_TTL_SECONDS": str(APPROVAL_TTL),
-        "SELFHEAL_ALARM_TAG_CACHE_SECONDS": "0",
+        "SELFHEAL_AUTONOMY": "auto",
+        "SELFHEAL_DRY_RUN": "false",
+        "SELFHEAL_OPT_IN_TAG": "selfheal:managed=true",
+        "SELFHEAL_RESTORE_REPLICA_BUCKETS": f"{b['data']}={b['replica']}",
+        "SELFHEAL_RESTORE_REPORT_PREFIXES": f"{b['reports']}/{REPORT_PREFIX}",
+        "SELFHEAL_COOLDOWN_SECONDS": "900",
+        "SELFHEAL_MAX_ACTIONS_PER_HOUR": "100",
+        "SELFHEAL_BREAKER_TARGETS": "100",
     }
-    demo.start_runtime("reboot-instance", env)
+    demo.start_runtime("restore-object", env)
     try:
-        approval_stories(demo, ids)
+        two_pass_story(demo, b)
     finally:
         demo.stop_runtime()
 
@@ -827,7 +993,11 @@ def main():
             demo.stop_runtime()
     if "reboot-instance" in dict(modules) and "scale-group" in dict(modules):
         closed_loop(demo, env)
-        approvals(demo, env)
+        begun = approvals_begin(demo, env)
+    if "restore-object" in dict(modules):
+        two_pass(demo, env)
+    if "reboot-instance" in dict(modules) and "scale-group" in dict(modules):
+        approvals_end(demo, env, begun)
     print(f"\n{DIM}make demo took {time.time() - started:.0f} s (build included){RESET}")
     if demo.failures:
         print(f"\n{RED}{demo.failures} unexpected result(s){RESET}")
