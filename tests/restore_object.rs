@@ -112,6 +112,7 @@ impl World {
                 self.table.clone(),
             )),
             settings,
+            follow_ups: None,
         }
     }
 

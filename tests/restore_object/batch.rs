@@ -612,3 +612,64 @@ async fn a_report_killed_mid_way_resumes_from_its_saved_position() {
         "each mismatch restored once"
     );
 }
+
+/// A report longer than one invocation goes on through a one-time schedule calling the
+/// function back (the emulator stores schedules but never fires them: the test invokes the
+/// handler with exactly the stored input), not through Lambda's two retries.
+#[tokio::test]
+async fn a_long_report_continues_through_its_follow_up_schedule() {
+    let w = World::new().await;
+    let b = bucketful(&w, 12, 3).await;
+    let manifest = write_report(
+        &w,
+        &b.reports,
+        "selfheal-checksum-reports/",
+        &b.data,
+        &b.rows,
+        4,
+    )
+    .await;
+    let schedules = Schedules::new(&w.sdk).await;
+    let mut deps = deps_of(&w, &b, &[("SELFHEAL_RESTORE_SCRUB_MAX_OBJECTS", "5")]);
+    deps.follow_ups =
+        Some(schedules.follow_ups("arn:aws:lambda:us-east-1:123456789012:function:restore-object"));
+    let first = deps
+        .handle(
+            report_event(&b.reports, &manifest),
+            Invocation::local(Duration::from_secs(120)),
+        )
+        .await
+        .expect("an unfinished report with a follow-up is not an error");
+    assert_eq!(
+        first.body["reports"][0]["complete"], false,
+        "{}",
+        first.body
+    );
+    let note = first.audits.last().expect("record");
+    assert_eq!(note.code, "report-continues", "{note:#?}");
+    let payload = schedules.only_event().await;
+    assert_eq!(
+        payload,
+        json!({"report": {"bucket": b.reports, "key": manifest}})
+    );
+    let mut runs = 1;
+    let out = loop {
+        runs += 1;
+        assert!(runs <= 5, "the report never finished");
+        let out = deps
+            .handle(payload.clone(), Invocation::local(Duration::from_secs(120)))
+            .await
+            .expect("report read");
+        if out.body["complete"] == true {
+            break out;
+        }
+    };
+    assert_eq!(runs, 3, "13 rows at 5 per invocation");
+    assert_eq!(out.body["summary"]["rows"], 13, "{}", out.body);
+    assert_eq!(out.body["summary"]["restored"], 4, "{}", out.body);
+    assert_eq!(
+        schedules.names().await.len(),
+        2,
+        "one follow-up per unfinished run"
+    );
+}

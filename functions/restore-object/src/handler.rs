@@ -14,6 +14,7 @@ use serde_json::Value;
 use selfheal_core::checksums;
 use selfheal_core::ports::cursors::Cursors;
 use selfheal_core::ports::objects::{ObjectFacts, ObjectRef, Objects};
+use selfheal_core::ports::scheduler::FollowUps;
 use selfheal_core::{
     AuditBuilder, AuditRecord, AwsError, Common, Decision, Failed, Function, Guarded, HandlerError,
     Invocation, Response, SkipCode, SkipReason, Target,
@@ -33,6 +34,9 @@ pub struct Deps {
     pub objects: Arc<dyn Objects>,
     pub cursors: Arc<dyn Cursors>,
     pub settings: Settings,
+    /// One-time calls back into this function (EventBridge Scheduler): a report that did not
+    /// finish in one invocation goes on in the next. `None`: no scheduler configured.
+    pub follow_ups: Option<Arc<dyn FollowUps>>,
 }
 
 /// How long a person is not told again about an object that cannot be read.

@@ -5,8 +5,12 @@ use std::sync::Arc;
 
 use restore_object::{Deps, Settings, FUNCTION};
 use selfheal_aws::aws_sdk_dynamodb;
+use selfheal_aws::aws_sdk_scheduler;
 use selfheal_aws::dynamodb::DynamoCursors;
 use selfheal_aws::s3::S3Objects;
+use selfheal_aws::scheduler::SchedulerFollowUps;
+use selfheal_core::episode::SchedulerSettings;
+use selfheal_core::ports::scheduler::FollowUps;
 use selfheal_lambda::Boot;
 
 #[tokio::main]
@@ -14,6 +18,7 @@ async fn main() -> ExitCode {
     selfheal_lambda::start(FUNCTION, |opts| async move {
         // Own settings first: a bad value fails before any AWS call is made.
         let settings = Settings::from_env()?;
+        let scheduler = SchedulerSettings::from_env()?;
         let Boot { common, sdk } = selfheal_lambda::from_env(FUNCTION, opts).await?;
         // The shared bootstrap has already refused to start without a ledger table.
         let table = common
@@ -30,6 +35,10 @@ async fn main() -> ExitCode {
                 table,
             )),
             settings,
+            follow_ups: scheduler.map(|s| {
+                let client = aws_sdk_scheduler::Client::new(&sdk);
+                Arc::new(SchedulerFollowUps::new(client, s)) as Arc<dyn FollowUps>
+            }),
         })
     })
     .await

@@ -19,6 +19,7 @@ use serde_json::json;
 
 use selfheal_core::checksums::{self, Algorithm};
 use selfheal_core::ports::objects::{ObjectFacts, ObjectRef};
+use selfheal_core::ports::scheduler::FollowUp;
 use selfheal_core::{
     AuditRecord, AwsError, HandlerError, Invocation, Outcome, Response, SkipCode, SkipReason,
 };
@@ -35,6 +36,8 @@ const PROGRESS_TTL_SECONDS: i64 = 30 * 24 * 3600;
 /// Saved after this many rows or this long, whichever comes first.
 const SAVE_EVERY_ROWS: u64 = 50;
 const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// An unfinished report goes on this long after its invocation stopped.
+const CONTINUE_AFTER_SECONDS: i64 = 60;
 
 /// Counts of one report, over every run that read it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,14 +285,33 @@ impl Deps {
             .detail("elapsed_ms", elapsed_ms);
         let body = |complete: bool| json!({"report": target, "summary": summary, "complete": complete, "elapsed_ms": elapsed_ms});
         if let Some(why) = stopped {
-            let audit = audit.detail("resume", json!({"report": {"bucket": bucket, "key": key}}));
-            let failed = self
-                .common
-                .failed(audit, "report-incomplete", format!("report {target} not finished ({why}); progress saved, resumed by the retry or by invoking with {{\"report\": {{\"bucket\", \"key\"}}}}"), true)
-                .await;
-            run.records.push(failed.record.clone());
-            tracing::info!(function = FUNCTION, request_id = %inv.request_id, report = %target, summary = %json!(summary), "report not finished");
-            return Err(HandlerError::Retryable(failed.record.reason));
+            let resume = json!({"report": {"bucket": bucket, "key": key}});
+            let audit = audit.detail("resume", &resume);
+            let position = (run.progress.file, run.progress.rows_done);
+            match self.continue_later(&name, position, &resume).await {
+                // The next invocation goes on from the saved position: nothing for Lambda to
+                // retry, and nobody to tell yet.
+                Ok(follow_up) => {
+                    let rec = audit.detail("follow_up", &follow_up).checked(
+                        "report-continues",
+                        format!("report {target} not finished ({why}); progress saved, continued by the follow-up {}", follow_up.name),
+                    );
+                    run.records.push(self.common.record(rec).await);
+                    return Ok(Response {
+                        body: body(false),
+                        audits: run.records,
+                    });
+                }
+                Err(no_follow_up) => {
+                    let failed = self
+                        .common
+                        .failed(audit.detail("escalate", true), "report-incomplete", format!("report {target} not finished ({why}); progress saved; {no_follow_up}: resumed by Lambda's retry of the event, or by invoking with {{\"report\": {{\"bucket\", \"key\"}}}}"), true)
+                        .await;
+                    run.records.push(failed.record.clone());
+                    tracing::info!(function = FUNCTION, request_id = %inv.request_id, report = %target, summary = %json!(summary), "report not finished");
+                    return Err(HandlerError::Retryable(failed.record.reason));
+                }
+            }
         }
         // The summary is the report's one record (news for a person when anything was wrong).
         let anything = summary.mismatched
@@ -329,6 +351,33 @@ impl Deps {
         let text =
             String::from_utf8(bytes).map_err(|_| Ok("the manifest is not UTF-8".to_string()))?;
         report::parse_manifest(&text).map_err(|e| Ok(e.to_string()))
+    }
+
+    /// Schedules the next invocation of an unfinished report (a minute from now). `Err` says
+    /// why there is none.
+    async fn continue_later(
+        &self,
+        name: &str,
+        (file, rows_done): (usize, u64),
+        resume: &serde_json::Value,
+    ) -> Result<FollowUp, String> {
+        let Some(scheduler) = &self.follow_ups else {
+            return Err("no scheduler configured (SELFHEAL_SCHEDULE_GROUP)".into());
+        };
+        let hash = checksums::to_hex(&checksums::digest(Algorithm::Sha256, name.as_bytes()));
+        let f = FollowUp {
+            // Unique per position: a retried invocation that stopped at the same place asks
+            // for the same schedule, not a second one.
+            name: format!("{FUNCTION}-report-{}-{file}-{rows_done}", &hash[..16]),
+            at: Utc::now().timestamp() + CONTINUE_AFTER_SECONDS,
+            payload: resume.to_string(),
+        };
+        f.validate()?;
+        scheduler
+            .schedule(&f)
+            .await
+            .map_err(|e| format!("the follow-up could not be scheduled: {e}"))?;
+        Ok(f)
     }
 
     /// Reads one report file from where the progress says and judges its rows. `Err` when

@@ -226,6 +226,7 @@ fn deps(s3: &Arc<FakeS3>, policy: &[(&str, &str)], settings: &[(&str, &str)]) ->
         objects: s3.clone(),
         cursors: Arc::new(NoCursors),
         settings: Settings::from_lookup(|k| map.get(k).map(|v| v.to_string())).expect("settings"),
+        follow_ups: None,
     }
 }
 
