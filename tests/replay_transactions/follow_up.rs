@@ -268,3 +268,109 @@ async fn a_verification_for_an_action_the_ledger_does_not_know_is_refused() {
     assert_eq!(notices.len(), 1, "{notices:?}");
     assert_eq!(notices[0].1["code"], "unknown-action");
 }
+
+/// The AWS operations the emulator received that mention any of `needles`, in order.
+fn operations(needles: &[&str]) -> Vec<String> {
+    recorded_requests(&[])
+        .iter()
+        .filter_map(|r| {
+            let raw = r["body"].as_str().unwrap_or_default();
+            let body = if r["body_encoded"].as_bool() == Some(true) {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(raw)
+                    .unwrap_or_default();
+                String::from_utf8_lossy(&bytes).into_owned()
+            } else {
+                raw.to_string()
+            };
+            let url = r["url"].as_str().unwrap_or_default();
+            let target = r["headers"]["X-Amz-Target"].as_str().unwrap_or_default();
+            if !needles.iter().any(|n| url.contains(n) || body.contains(n)) {
+                return None;
+            }
+            if let Some((_, op)) = target.rsplit_once('.') {
+                return Some(op.to_string());
+            }
+            // Scheduler is a REST API: the method says which call.
+            url.contains("/schedules/").then(|| {
+                match r["method"].as_str().unwrap_or_default() {
+                    "POST" => "CreateSchedule",
+                    "DELETE" => "DeleteSchedule",
+                    _ => "GetSchedule",
+                }
+                .to_string()
+            })
+        })
+        .collect()
+}
+
+fn count(ops: &[String], op: &str) -> usize {
+    ops.iter().filter(|o| *o == op).count()
+}
+
+/// What the closed loop costs, measured on the emulator's request log: a batch that replayed
+/// adds one TransactWriteItems (the action's entry) and one CreateSchedule (the list rides in
+/// the batch's own BatchWriteItem); a look that finds some not applied costs GetItem,
+/// DeleteSchedule, three BatchGetItem (list, processed table, returned replays),
+/// TransactWriteItems and CreateSchedule; a look that finds all applied, GetItem,
+/// DeleteSchedule and two BatchGetItem.
+#[tokio::test]
+async fn a_batch_and_its_verification_cost_these_calls() {
+    let w = World::new(false).await;
+    let schedules = Schedules::new(&w.sdk).await;
+    let h = followed(&w, &schedules, &[]);
+    let queue = w
+        .processing
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let needles = [
+        w.ledger.as_str(),
+        w.processed.as_str(),
+        queue.as_str(),
+        schedules.group.as_str(),
+    ];
+    let (ids, ev) = batch(3, 0);
+    let before = operations(&needles).len();
+    run(&h, &ev).await;
+    let ops = operations(&needles)[before..].to_vec();
+    eprintln!("AWS calls for one batch of 3 replays: {ops:?}");
+    assert_eq!(count(&ops, "SendMessageBatch"), 1, "{ops:?}");
+    assert_eq!(
+        count(&ops, "BatchWriteItem"),
+        1,
+        "the list rides along: {ops:?}"
+    );
+    // The claim, then the action's entry (a conditional write in a transaction).
+    assert_eq!(count(&ops, "TransactWriteItems"), 2, "{ops:?}");
+    assert_eq!(count(&ops, "CreateSchedule"), 1, "{ops:?}");
+
+    w.mark_applied(&ids[..2]).await;
+    let due = schedules.only_event().await;
+    let before = operations(&needles).len();
+    let first = verify(&h, due).await;
+    assert_eq!(first[0].code, "not-applied-yet", "{first:?}");
+    let ops = operations(&needles)[before..].to_vec();
+    eprintln!("AWS calls for a look that finds one of 3 not applied: {ops:?}");
+    for (op, n) in [
+        ("GetItem", 1),
+        ("DeleteSchedule", 1),
+        ("BatchGetItem", 3),
+        ("TransactWriteItems", 1),
+        ("CreateSchedule", 1),
+    ] {
+        assert_eq!(count(&ops, op), n, "{op}: {ops:?}");
+    }
+    assert_eq!(ops.len(), 7, "{ops:?}");
+
+    w.mark_applied(&ids[2..]).await;
+    let due = schedules.only_event().await;
+    let before = operations(&needles).len();
+    let healed = verify(&h, due).await;
+    assert_eq!(healed[0].code, "healed", "{healed:?}");
+    let ops = operations(&needles)[before..].to_vec();
+    eprintln!("AWS calls for a look that finds all 3 applied: {ops:?}");
+    assert_eq!(count(&ops, "BatchGetItem"), 2, "{ops:?}");
+    assert_eq!(ops.len(), 4, "{ops:?}");
+}
