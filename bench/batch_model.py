@@ -293,8 +293,9 @@ def markdown(m, rows, binary):
            "  `compute_checksum_objects_per_s`; its fee beyond the Batch per-object fee is not confirmed, hence the dollar range.",
            "  The report pass costs one HEAD per row (the expected digest is in the object's metadata or S3 checksum, which",
            "  the inventory does not carry), `report_concurrency` rows in flight; GETs only for mismatches and unjudgeable rows.",
-           "- As built, the report pass chains its invocations through Lambda's retries of the report's event (2) and",
-           "  resumes by hand (`{\"report\": {...}}`): at 100 million rows it needs an operator (README).",
+           "- The report pass runs invocation after invocation (up to 15 minutes each), each continued a minute later by",
+           "  a one-time schedule (EventBridge Scheduler, not priced here: $1 per million invocations); one at a time,",
+           "  `report_concurrency` rows in flight in it. Several reports (several jobs, by prefix) run side by side.",
            "- Not counted: storage, KMS requests for SSE-KMS objects (one Decrypt per GET, $0.03 per 10,000, which",
            "  adds about $300 to each GET-per-object way at 100 million objects), CloudWatch Logs of the audit records."]
     return md
