@@ -83,6 +83,20 @@ where
     };
     let audit = audit_of(common, inv, &claims);
     if let http::Request::Confirm { token } = request {
+        // A link used before (or its twin) says so at once, rather than offering a button that
+        // can only be refused. A failed read shows the page: the POST decides anyway.
+        if let Ok(true) = common.autonomy.used(&claims).await {
+            let rec = common
+                .record(audit.checked(
+                    "approval-already-used",
+                    format!(
+                        "approval {} was already used: page shown, nothing done",
+                        claims.id
+                    ),
+                ))
+                .await;
+            return (Page::AlreadyUsed { claims }, vec![rec]);
+        }
         let rec = common
             .record(audit.clone().checked(
                 "approval-viewed",

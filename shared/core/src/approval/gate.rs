@@ -349,6 +349,14 @@ impl Autonomy {
         })
     }
 
+    /// Whether the approval (either of its links) was used already: for the confirmation page
+    /// only; the POST's conditional write is what decides.
+    pub async fn used(&self, claims: &Claims) -> Result<bool, Unavailable> {
+        let key = claims.ledger_key();
+        let found = self.store()?.entries(std::slice::from_ref(&key)).await?;
+        Ok(found.contains_key(&key))
+    }
+
     /// Consumes the approval (both its links): a conditional write, once and never again.
     pub async fn consume(
         &self,

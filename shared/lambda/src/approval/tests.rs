@@ -121,6 +121,10 @@ async fn an_approval_acts_once_and_its_twin_and_replays_are_refused() {
     assert!(r.body["body"].as_str().unwrap().contains("rebooted i-1"));
     assert_eq!(r.audits[0].decision, Outcome::Acted);
     assert_eq!(r.audits[0].details["autonomy"]["decision"], "act");
+    for used in [get_event(&approve), get_event(&reject)] {
+        let r = call(&w, used, true).await;
+        assert_eq!(status(&r), 409, "a used link's page says so");
+    }
     for replay in [post_event(&approve), post_event(&reject)] {
         let r = call(&w, replay, true).await;
         assert_eq!(status(&r), 409);
