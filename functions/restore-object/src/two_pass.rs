@@ -608,3 +608,104 @@ impl Run {
         self.budget = self.budget.saturating_sub(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Computed;
+    use crate::settings::Settings;
+
+    fn row(version: Option<&str>, alg: &str, ty: &str, bytes: &[u8]) -> Row {
+        Row {
+            line: 1,
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: version.map(str::to_string),
+            succeeded: true,
+            error: None,
+            checksum: Ok(Computed {
+                algorithm: alg.into(),
+                checksum_type: Some(ty.into()),
+                bytes: bytes.to_vec(),
+            }),
+        }
+    }
+
+    fn facts(version: Option<&str>, sha256_hex: &str) -> ObjectFacts {
+        let mut f = ObjectFacts {
+            object: Some(ObjectRef::new("b", "k").version(version.map(str::to_string))),
+            size: 3,
+            etag: Some("900150983cd24fb0d6963f7d28e17f72".into()),
+            ..ObjectFacts::default()
+        };
+        f.metadata.insert("sha256".into(), sha256_hex.into());
+        f
+    }
+
+    #[test]
+    fn a_row_is_healthy_only_against_a_like_for_like_digest_of_the_object_as_it_is_now() {
+        let keys = Settings::default().metadata_keys;
+        let sha = checksums::digest(Algorithm::Sha256, b"abc");
+        let f = facts(Some("v1"), &checksums::to_hex(&sha));
+        let stored = stored_digests(&f, &keys);
+        // The producer's SHA-256 and S3's MD5 ETag are both there.
+        assert!(stored
+            .iter()
+            .any(|s| s.algorithm == "SHA256" && s.full_object));
+        assert!(stored.iter().any(|s| s.algorithm == "MD5"));
+        let judge = |r: &Row| judge_row(r, &f, &stored);
+        assert_eq!(
+            judge(&row(Some("v1"), "SHA256", "FULL_OBJECT", &sha)),
+            Verdict::Healthy
+        );
+        assert!(matches!(
+            judge(&row(Some("v1"), "SHA256", "FULL_OBJECT", &[0; 32])),
+            Verdict::Mismatch { .. }
+        ));
+        // Computed on another version than the one there now: examined end to end.
+        assert!(matches!(
+            judge(&row(Some("v0"), "SHA256", "FULL_OBJECT", &sha)),
+            Verdict::Verify { .. }
+        ));
+        // The job's algorithm matches no stored digest: examined, never healthy.
+        assert!(matches!(
+            judge(&row(Some("v1"), "CRC32", "FULL_OBJECT", &[1, 2, 3, 4])),
+            Verdict::Verify { .. }
+        ));
+        // A composite SHA-256 is not the producer's whole-object one.
+        assert!(matches!(
+            judge(&row(Some("v1"), "SHA256", "COMPOSITE", &sha)),
+            Verdict::Verify { .. }
+        ));
+        // S3's MD5 ETag vouches too, when the job computed MD5.
+        let md5 = checksums::digest(Algorithm::Md5, b"abc");
+        assert_eq!(
+            judge(&row(None, "MD5", "FULL_OBJECT", &md5)),
+            Verdict::Healthy
+        );
+    }
+
+    #[test]
+    fn progress_round_trips_and_a_broken_one_starts_over() {
+        let p = Progress {
+            file: 2,
+            rows_done: 17,
+            summary: ReportSummary {
+                rows: 99,
+                healthy: 90,
+                ..ReportSummary::default()
+            },
+            complete: false,
+        };
+        let text = json!(p).to_string();
+        assert_eq!(serde_json::from_str::<Progress>(&text).unwrap(), p);
+        assert_eq!(
+            serde_json::from_str::<Progress>("{}").unwrap(),
+            Progress::default()
+        );
+        assert_eq!(
+            progress_name("r", "p/manifest.json"),
+            "restore-object#report#r/p/manifest.json"
+        );
+    }
+}
