@@ -374,3 +374,28 @@ async fn a_batch_and_its_verification_cost_these_calls() {
     assert_eq!(count(&ops, "BatchGetItem"), 2, "{ops:?}");
     assert_eq!(ops.len(), 4, "{ops:?}");
 }
+
+/// A look that finds replays not applied yet but cannot schedule the next look (here the
+/// scheduler is no longer configured) escalates: otherwise nothing would ever look again and
+/// nobody would hear of them.
+#[tokio::test]
+async fn a_look_that_cannot_be_followed_by_another_escalates() {
+    let w = World::new(false).await;
+    let schedules = Schedules::new(&w.sdk).await;
+    let h = followed(&w, &schedules, &[]);
+    let (_, ev) = batch(2, 0);
+    run(&h, &ev).await;
+    let due = schedules.only_event().await;
+    let unscheduled = w.deps(&[]);
+    assert!(unscheduled.ports.follow_ups.is_none());
+    w.inbox.drain().await;
+    let rec = verify(&unscheduled, due).await;
+    assert_eq!(
+        (rec[0].outcome, rec[0].code.as_str()),
+        (Some(Heal::Escalated), "not-applied-yet"),
+        "{rec:?}"
+    );
+    assert_eq!(rec[0].details["missing_count"], 2);
+    let notices = w.inbox.drain().await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+}

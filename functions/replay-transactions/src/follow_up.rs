@@ -345,6 +345,7 @@ impl Handler {
                     ),
                 ),
             Check::NotYet { missing } => {
+                let missing_len = missing.len();
                 let mut rec = listed(audit, "missing", &missing)
                     .heal(Heal::NotHealed, None)
                     .checked(
@@ -370,17 +371,26 @@ impl Handler {
                     at,
                 )
                 .await;
+                // Not scheduled, for whatever reason: nothing would look again, so a person
+                // hears of them now (a failure also gets its `follow-up-failed` record).
+                let again = matches!(note, FollowUpNote::Scheduled { .. });
                 if let Value::Object(m) = &mut rec.details {
                     m.insert(
                         "follow_up".into(),
                         serde_json::to_value(&note).unwrap_or(Value::Null),
                     );
-                    if note.failed() {
+                    if !again {
                         m.insert("escalate".into(), Value::Bool(true));
                     }
                 }
-                if note.failed() {
+                if !again {
                     rec.outcome = Some(Heal::Escalated);
+                    rec.reason = format!(
+                        "{} of {n} replayed transaction(s) are not in the processed-transactions \
+                         table yet (look {}), and no further look could be scheduled: a person \
+                         must look",
+                        missing_len, v.attempt
+                    );
                 }
                 rec
             }
