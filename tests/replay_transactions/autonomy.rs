@@ -168,3 +168,30 @@ async fn the_processing_queues_tag_overrides_the_setting() {
     assert_eq!(batch.details["autonomy"]["level"], "observe");
     assert_eq!(batch.details["autonomy"]["source"], "target-tag");
 }
+
+/// `observe` must not let a record expire in the DLQ whatever would be done with it: a poison
+/// or exhausted record about to expire is parked too (its park reason stays what it is).
+#[tokio::test]
+async fn observe_parks_a_poison_or_exhausted_record_about_to_expire() {
+    let w = World::new(false).await;
+    let h = w.deps(&[("SELFHEAL_AUTONOMY", "observe")]);
+    let old = now_ms() - 13 * 86_400_000 - 3_600_000;
+    let mut poison = rec("{not json".into());
+    poison.sent_ms = Some(old);
+    let mut exhausted = rec(tx_body(&unique("tx-x"), 5));
+    exhausted.count = Some(3);
+    exhausted.sent_ms = Some(old);
+    let young = rec("{also not json".into());
+    let young_id = young.id.clone();
+    let (failed, audits) = run(&h, &event(DLQ_ARN, &[poison, exhausted, young])).await;
+    assert_eq!(failed, vec![young_id], "{audits:?}");
+    let mut reasons: Vec<String> = w
+        .parked()
+        .await
+        .iter()
+        .map(|d| d["reason"].as_str().unwrap_or_default().to_string())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons, vec!["exhausted", "poison"]);
+    assert!(w.replays().await.is_empty());
+}

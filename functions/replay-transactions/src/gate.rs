@@ -11,9 +11,9 @@
 //!   queue's redelivery, which is a repeat inside the window, and are then handled.
 //! - `observe`: nothing is replayed, parked or deleted: every record stays in the
 //!   dead-letter queue, reported failed, and is audited as what would be done. The one
-//!   exception is a record about to expire (`expiring` park): SQS's retention would delete it,
-//!   so it is parked (copied whole, then deleted from the queue) and notified. Never lose a
-//!   record comes first.
+//!   exception is a record about to expire (an `expiring` park, or a poison or exhausted record
+//!   of that age): SQS's retention would delete it, so it is parked (copied whole, then deleted
+//!   from the queue) and notified. Never lose a record comes first.
 //! - `approve`: not supported here (see docs/replay-transactions.md): held exactly as
 //!   `observe`, and the record says so (`approval-unsupported`, escalated). No link is issued.
 //!
@@ -41,15 +41,20 @@ pub const ACTION: &str = "replay";
 /// The level when neither the processing queue's tag nor `SELFHEAL_AUTONOMY` sets one.
 pub const DEFAULT_LEVEL: Level = Level::Auto;
 
-/// What holding a batch back still lets through: only what keeps a record from being lost.
-pub fn proceeds_when_held(action: &Action) -> bool {
-    matches!(
-        action,
+/// What holding a batch back still lets through: only what keeps a record from being lost,
+/// a park of a record about to expire (`age` seconds in the queues, parked from
+/// `park_at_age` on), whatever the park's reason: a poison or exhausted record is parked as
+/// such before the age is looked at, and must not expire in the queue either.
+pub fn proceeds_when_held(action: &Action, age: Option<i64>, park_at_age: u64) -> bool {
+    let expiring = age.is_some_and(|a| a >= i64::try_from(park_at_age).unwrap_or(i64::MAX));
+    match action {
         Action::Park {
             reason: ParkReason::Expiring,
             ..
-        }
-    )
+        } => true,
+        Action::Park { .. } => expiring,
+        Action::Replay { .. } => false,
+    }
 }
 
 /// The decision for the levels handled here rather than by the shared gate: `observe`, and
@@ -166,12 +171,15 @@ impl Handler {
     /// queue), except the parks that keep a record from being lost; records already decided
     /// (already handled, applied) stay too: deleting them is a change as well.
     fn hold(&self, b: &mut Batch<'_>, detail: &Value) {
+        let park_at_age = self.settings.rules().park_at_age_seconds;
+        let now = b.ts;
         for s in b.slots.iter_mut() {
             s.detail("autonomy", detail);
+            let age = s.inc.sent_at.map(|t| now.saturating_sub(t));
             let proceeds = s
                 .pending
                 .as_ref()
-                .is_some_and(|(a, _)| proceeds_when_held(a));
+                .is_some_and(|(a, _)| proceeds_when_held(a, age, park_at_age));
             if proceeds {
                 s.detail(
                     "held_back_but_parked",
@@ -231,19 +239,33 @@ mod tests {
     use chrono::Utc;
 
     #[test]
-    fn only_an_expiring_park_goes_ahead_when_held() {
+    fn only_a_park_of_a_record_about_to_expire_goes_ahead_when_held() {
         let park = |reason| Action::Park {
             reason,
             detail: String::new(),
         };
-        assert!(proceeds_when_held(&park(ParkReason::Expiring)));
+        assert!(proceeds_when_held(&park(ParkReason::Expiring), None, 100));
         for r in [
             ParkReason::Poison,
             ParkReason::Exhausted,
             ParkReason::Unreplayable,
         ] {
-            assert!(!proceeds_when_held(&park(r)), "{r:?}");
+            assert!(!proceeds_when_held(&park(r), Some(99), 100), "{r:?}");
+            assert!(!proceeds_when_held(&park(r), None, 100), "{r:?}");
+            assert!(proceeds_when_held(&park(r), Some(100), 100), "{r:?}");
         }
+        let replay = Action::Replay {
+            transaction_id: "tx-1".into(),
+            replay_count: 1,
+            message: selfheal_core::ports::queues::OutgoingMessage {
+                body: "{}".into(),
+                attributes: Default::default(),
+                delay_seconds: None,
+                group_id: None,
+                deduplication_id: None,
+            },
+        };
+        assert!(!proceeds_when_held(&replay, Some(10_000), 100));
     }
 
     #[test]
