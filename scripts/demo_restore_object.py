@@ -34,6 +34,22 @@ def setup(demo):
     return {"SELFHEAL_RESTORE_REPLICA_BUCKETS": f"{data}={replica}"}
 
 
+def corrupt(demo, bucket, key, body, **kw):
+    """Bytes gone bad at rest, made with the only tool the API has (a write): without a checksum
+    of the bad bytes and encrypted with KMS, so that nothing of S3's vouches for them (a plain
+    PUT would give them a matching MD5 ETag, which restore-object rightly reads as new content)."""
+    import boto3
+    from botocore.config import Config
+
+    corruptor = boto3.client(
+        "s3",
+        endpoint_url=demo.endpoint,
+        region_name=demo.region,
+        config=Config(s3={"addressing_style": "path"}, request_checksum_calculation="when_required"),
+    )
+    corruptor.put_object(Bucket=bucket, Key=key, Body=body, ServerSideEncryption="aws:kms", **kw)
+
+
 def current(demo, key):
     return demo.client("s3").get_object(Bucket=state["data"], Key=key)["Body"].read()
 
@@ -52,7 +68,7 @@ def run(demo):
     bad = bytearray(good)
     bad[4096] ^= 0xFF
     head = s3.head_object(Bucket=data, Key=key)
-    s3.put_object(Bucket=data, Key=key, Body=bytes(bad), Metadata=head["Metadata"], ContentType=head["ContentType"])
+    corrupt(demo, data, key, bytes(bad), Metadata=head["Metadata"], ContentType=head["ContentType"])
     before = sha256(current(demo, key))
     r = demo.invoke("restore-object", object_event(data, key))
     demo.show_audits("EventBridge Object Created (corrupted bytes)", r)
@@ -66,8 +82,8 @@ def run(demo):
     demo.expect("second event is a no-op", isinstance(r, list) and r and r[0]["code"] == "nothing-to-do")
 
     lonely = state["lonely"]
-    s3.put_object(Bucket=data, Key=lonely, Body=b"id,total\n1,10\n2,2O\n",
-                  Metadata=s3.head_object(Bucket=data, Key=lonely)["Metadata"])
+    corrupt(demo, data, lonely, b"id,total\n1,10\n2,2O\n",
+            Metadata=s3.head_object(Bucket=data, Key=lonely)["Metadata"])
     r = demo.invoke("restore-object", object_event(data, lonely))
     quarantined = s3.list_objects_v2(Bucket=data, Prefix="selfheal-quarantine/").get("KeyCount", 0)
     demo.show_audits("corrupted object with no good copy", r, f"quarantine copies: {quarantined}; original left in place; notified")
