@@ -195,3 +195,22 @@ async fn observe_parks_a_poison_or_exhausted_record_about_to_expire() {
     assert_eq!(reasons, vec!["exhausted", "poison"]);
     assert!(w.replays().await.is_empty());
 }
+
+/// A message delivered twice in one batch (SQS's at-least-once delivery) under `observe`: the
+/// batch is notified once, and its redelivery not again.
+#[tokio::test]
+async fn observe_notifies_a_batch_with_a_duplicate_delivery_once() {
+    let w = World::new(false).await;
+    let h = w.deps(&[("SELFHEAL_AUTONOMY", "observe")]);
+    let first = rec(tx_body(&unique("tx-a"), 5));
+    let mut copy = rec(first.body.clone());
+    copy.id = first.id.clone();
+    let ev = event(DLQ_ARN, &[first, copy]);
+    w.inbox.drain().await;
+    let (failed, _) = run(&h, &ev).await;
+    assert_eq!(failed.len(), 2);
+    assert_eq!(w.inbox.drain().await.len(), 1, "notified once");
+    run(&h, &ev).await;
+    assert!(w.inbox.drain().await.is_empty(), "not again on redelivery");
+    assert!(w.replays().await.is_empty());
+}

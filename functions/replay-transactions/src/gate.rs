@@ -212,11 +212,14 @@ impl Handler {
     /// ledger cannot say, yes (a notice again rather than never).
     async fn first_held(&self, b: &Batch<'_>, inv: &Invocation, window: i64) -> bool {
         let until = b.ts + window;
-        let claims: Vec<Claim> = b
-            .slots
-            .iter()
-            .map(|s| Claim {
-                key: format!("{FUNCTION}#notice#held#{}", s.inc.message_id),
+        // One claim per message: a message delivered twice in one batch would otherwise put
+        // the same item twice in one transaction, which DynamoDB refuses.
+        let ids: std::collections::BTreeSet<&str> =
+            b.slots.iter().map(|s| s.inc.message_id.as_str()).collect();
+        let claims: Vec<Claim> = ids
+            .into_iter()
+            .map(|id| Claim {
+                key: format!("{FUNCTION}#notice#held#{id}"),
                 owner: inv.request_id.clone(),
                 lease_until: until,
                 expires_at: until,
