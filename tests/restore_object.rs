@@ -25,6 +25,8 @@ const MIB: usize = 1024 * 1024;
 
 /// Issue 16: S3 Batch Operations and the two-pass mode.
 mod batch;
+/// Issue 14: every restore is followed up.
+mod follow_up;
 
 struct World {
     sdk: SdkConfig,
@@ -897,6 +899,8 @@ struct Hooked {
     slow: Option<(String, Duration)>,
     /// HEADs of this key take this long.
     slow_head: Option<(String, Duration)>,
+    /// Reads of this key serve that object's bytes instead (bit rot under an unchanged ETag).
+    rot: Option<(String, ObjectRef)>,
 }
 
 struct Race {
@@ -912,6 +916,7 @@ impl Hooked {
             race: std::sync::Mutex::new(None),
             slow: None,
             slow_head: None,
+            rot: None,
         }
     }
 }
@@ -969,6 +974,11 @@ impl Objects for Hooked {
         if let Some((key, delay)) = &self.slow {
             if &obj.key == key {
                 tokio::time::sleep(*delay).await;
+            }
+        }
+        if let Some((key, instead)) = &self.rot {
+            if &obj.key == key {
+                return self.inner.read(instead, None).await;
             }
         }
         self.inner.read(obj, if_match).await

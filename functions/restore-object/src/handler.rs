@@ -618,12 +618,19 @@ impl Deps {
             facts: &s.facts,
             expected,
         };
+        let examined_etag = s.facts.etag.as_deref();
         let done = self
             .common
-            .act_guarded(audit, action, |audit| {
-                repair.apply(audit, fix, &reason, &corrupted)
+            .act_guarded(audit, action, |audit| async move {
+                let rec = repair.apply(audit, fix, &reason, &corrupted).await;
+                // Closed loop: a restore schedules its own verification (in its record).
+                self.follow_restore(rec, examined_etag).await
             })
             .await;
+        if let Ok(record) = &done {
+            // A restore nothing will verify is news for a person.
+            let _ = self.common.follow_up_failure(record, at.inv).await;
+        }
         match done {
             Ok(record) if record.details.get(REPLACED_BEFORE_COPY).is_some() && at.rechecks > 0 => {
                 // Stood down (the reservation is released): the new object is verified in its
@@ -715,6 +722,16 @@ impl Deps {
 
 impl Function for Deps {
     async fn handle(&self, event: Value, inv: Invocation) -> Result<Response, HandlerError> {
+        match selfheal_core::episode::verification_in(&event) {
+            Some(Ok(v)) => return self.verify_restore(v, &inv).await,
+            Some(Err(e)) => {
+                return Err(self
+                    .common
+                    .reject(&inv, selfheal_core::episode::VERIFY_KEY, e)
+                    .await)
+            }
+            None => {}
+        }
         let request = match event::parse(&event, &self.settings.scrub_targets) {
             Ok(r) => r,
             Err(e) => return Err(self.common.reject(&inv, "s3", e).await),

@@ -16,6 +16,7 @@ pub mod batch;
 pub mod decide;
 pub mod event;
 pub mod expect;
+pub mod follow_up;
 pub mod handler;
 pub mod jobs;
 pub mod repair;

@@ -94,6 +94,9 @@ pub struct Settings {
     /// `SELFHEAL_RESTORE_REPORT_MAX_BYTES`: the largest report file (manifest or CSV) read
     /// into memory (default 256 MiB): a larger one is refused and a person told.
     pub report_max_bytes: u64,
+    /// `SELFHEAL_RESTORE_VERIFY_AFTER_SECONDS`: when a restore's verification runs (default
+    /// 300; closed loop, with `SELFHEAL_SCHEDULE_GROUP`).
+    pub verify_after: Duration,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -127,6 +130,7 @@ fn unreachable_defaults() -> Settings {
         object_budget: Duration::from_secs(300),
         report_prefixes: Vec::new(),
         report_max_bytes: 256 * MIB,
+        verify_after: Duration::from_secs(300),
     }
 }
 
@@ -233,6 +237,7 @@ impl Settings {
         let scrub_targets = locations(&get, "SELFHEAL_RESTORE_SCRUB_TARGETS")?;
         let report_prefixes = locations(&get, "SELFHEAL_RESTORE_REPORT_PREFIXES")?;
         let report_max = parse_u64(&get, "SELFHEAL_RESTORE_REPORT_MAX_BYTES", 256 * MIB)?;
+        let verify_after = parse_u64(&get, "SELFHEAL_RESTORE_VERIFY_AFTER_SECONDS", 300)?;
         let threshold = parse_u64(
             &get,
             "SELFHEAL_RESTORE_MULTIPART_COPY_THRESHOLD_BYTES",
@@ -267,6 +272,7 @@ impl Settings {
             object_budget: Duration::from_secs(budget.max(1)),
             report_prefixes,
             report_max_bytes: report_max.max(1),
+            verify_after: Duration::from_secs(verify_after.max(60)),
         })
     }
 
