@@ -214,3 +214,21 @@ async fn observe_notifies_a_batch_with_a_duplicate_delivery_once() {
     assert!(w.inbox.drain().await.is_empty(), "not again on redelivery");
     assert!(w.replays().await.is_empty());
 }
+
+/// `observe` deletes nothing, not even a record whose transaction is already applied (which
+/// `auto` deletes as done): a batch with nothing to replay or park is held too, silently.
+#[tokio::test]
+async fn observe_deletes_nothing_not_even_an_already_applied_record() {
+    let w = World::new(false).await;
+    let h = w.deps(&[("SELFHEAL_AUTONOMY", "observe")]);
+    let tx = unique("tx-done");
+    w.mark_applied(std::slice::from_ref(&tx)).await;
+    let r = rec(tx_body(&tx, 5));
+    let id = r.id.clone();
+    w.inbox.drain().await;
+    let (failed, audits) = run(&h, &event(DLQ_ARN, &[r])).await;
+    assert_eq!(failed, vec![id], "stays in the DLQ: {audits:?}");
+    assert_eq!(audits[0].code, "already-done", "{audits:?}");
+    assert_eq!(audits[0].details["autonomy"]["level"], "observe");
+    assert!(w.inbox.drain().await.is_empty(), "nothing to tell");
+}

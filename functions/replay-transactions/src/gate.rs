@@ -87,9 +87,6 @@ impl Handler {
     /// a record from being lost; the batch's record goes into `b.extra`.
     pub(crate) async fn autonomy(&self, b: &mut Batch<'_>, inv: &Invocation) {
         let pending = b.pending();
-        if pending.is_empty() {
-            return;
-        }
         let target = queue_name(&self.settings.processing_queue_url).to_string();
         let would = self.would(b, &pending);
         let episode = episode_id(FUNCTION, &target, b.ts);
@@ -115,7 +112,9 @@ impl Handler {
         let window = self.common.autonomy.settings.window;
         if let Some(decision) = held_here(resolved.level, b.ts, window) {
             let detail = audit_detail(&resolved, &decision);
-            let first = self.first_held(b, inv, window).await;
+            // Held even with nothing to replay or park: deleting a record already handled is
+            // a change too. Told only when there is something a person would want done.
+            let first = !pending.is_empty() && self.first_held(b, inv, window).await;
             let audit = audit.detail("autonomy", &detail);
             let rec = if resolved.level == Level::Approve {
                 audit.detail("escalate", first).checked(
@@ -129,6 +128,9 @@ impl Handler {
             };
             self.hold(b, &detail);
             b.extra.push(self.common.record(rec).await);
+            return;
+        }
+        if pending.is_empty() {
             return;
         }
         match self.common.autonomy_gate(inv, audit, ask).await {
