@@ -27,6 +27,8 @@ const MIB: usize = 1024 * 1024;
 mod batch;
 /// Issue 14: every restore is followed up.
 mod follow_up;
+/// Issue 17: graduated autonomy.
+mod autonomy;
 
 struct World {
     sdk: SdkConfig,

@@ -11,6 +11,8 @@ use futures::future::{BoxFuture, FutureExt};
 
 use serde_json::Value;
 
+use selfheal_core::approval::gate::{Approved, Ask, Gated};
+use selfheal_core::autonomy::{self, Level};
 use selfheal_core::checksums;
 use selfheal_core::ports::cursors::Cursors;
 use selfheal_core::ports::objects::{ObjectFacts, ObjectRef, Objects};
@@ -95,6 +97,8 @@ pub(crate) struct Asked {
     pub dry_run: bool,
     /// Details every record of the examination carries.
     pub details: Vec<(&'static str, Value)>,
+    /// A person's approval of the restore (graduated autonomy): deciding again on it.
+    pub approval: Option<Approved>,
 }
 
 /// What one examination of an object works within: the record it starts from, the object,
@@ -110,6 +114,8 @@ pub(crate) struct Examination<'a> {
     /// The caller asked for a dry run (a Batch job's `dryRun`): record what would be done,
     /// change nothing. It can only narrow what the guardrails allow, never widen it.
     dry_run: bool,
+    /// Set when deciding again on a person's approval.
+    approval: Option<&'a Approved>,
 }
 
 /// What the bytes are expected to hash to, and an independent witness of them, if any.
@@ -232,6 +238,7 @@ impl Deps {
             inv,
             rechecks: RECHECKS,
             dry_run,
+            approval: asked.approval.as_ref(),
         };
         self.examine_steps(audit.clone(), at).await
     }
@@ -600,12 +607,43 @@ impl Deps {
                 .await;
         }
         let target = format!("{}/{}", s.bucket, s.key);
+        let would = fix.would(&s.current, &reason);
+        // Graduated autonomy (issue 17), right before the guardrails: the bucket's
+        // selfheal:autonomy tag, else SELFHEAL_AUTONOMY, else auto. An approval decides again
+        // from this one object's event, so the object is examined afresh then.
+        let again = serde_json::json!({"source": "aws.s3", "detail-type": "Object Created",
+            "detail": {"bucket": {"name": s.bucket}, "object": {"key": s.key}}});
+        let episode = format!("{target}@{}", s.facts.etag.as_deref().unwrap_or("no-etag"));
+        let ask = Ask {
+            target: &target,
+            action: "restore",
+            default: Level::Auto,
+            target_tag: s
+                .tags
+                .iter()
+                .find(|(k, _)| k == autonomy::TAG)
+                .map(|(_, v)| v.as_str()),
+            alarm_tag: None,
+            episode: &episode,
+            event: &again,
+            would: &would,
+            approval: at.approval,
+        };
+        let audit = match self.common.autonomy_gate(at.inv, audit, ask).await {
+            Gated::Act(audit) => audit,
+            Gated::Held(record) => {
+                return Examined {
+                    record,
+                    retryable: false,
+                }
+            }
+        };
         let action = Guarded {
             target: Target {
                 id: &target,
                 tags: s.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             },
-            would: fix.would(&s.current, &reason),
+            would,
             // A corrupted object the guardrails keep us from fixing is still news for a person.
             escalate_refusal: true,
         };
@@ -653,11 +691,13 @@ impl Deps {
         }
     }
 
-    /// Examines every object of a notification (or EventBridge event), in order.
+    /// Examines every object of a notification (or EventBridge event), in order; with a
+    /// person's approval when deciding again on one.
     async fn objects(
         &self,
         items: Vec<Result<event::ObjectEvent, event::Ignored>>,
         inv: &Invocation,
+        approval: Option<&Approved>,
     ) -> Result<Response, HandlerError> {
         let cache = BucketTags::default();
         let mut audits = Vec::new();
@@ -681,8 +721,12 @@ impl Deps {
                     audits.push(self.common.record(audit.skipped(&reason)).await);
                 }
                 Ok(ev) => {
+                    let asked = Asked {
+                        approval: approval.cloned(),
+                        ..Asked::default()
+                    };
                     let ex = self
-                        .examine(ev.trigger, &ev.bucket, &ev.key, inv, &cache)
+                        .examine_with(ev.trigger, &ev.bucket, &ev.key, inv, &cache, &asked)
                         .await;
                     if ex.retryable {
                         retry = Some(ex.record.reason.clone());
@@ -720,8 +764,40 @@ impl Deps {
     }
 }
 
+impl Deps {
+    /// A person approved a restore: the object's event is examined again now (fresh reads,
+    /// the guardrails at this moment), with the approval.
+    async fn decide_again(
+        &self,
+        original: Value,
+        approved: Approved,
+        inv: &Invocation,
+    ) -> Result<Vec<AuditRecord>, HandlerError> {
+        match event::parse(&original, &[]) {
+            Ok(Request::Objects(items)) => self
+                .objects(items, inv, Some(&approved))
+                .await
+                .map(|r| r.audits),
+            _ => Err(HandlerError::Malformed(
+                "the approved event is not an object event".into(),
+            )),
+        }
+    }
+}
+
 impl Function for Deps {
     async fn handle(&self, event: Value, inv: Invocation) -> Result<Response, HandlerError> {
+        // An approval link (function URL) first: always a page, never an error.
+        if selfheal_lambda::http::is_function_url(&event) {
+            let inv = &inv;
+            return Ok(selfheal_lambda::approval::handle(
+                &self.common,
+                &event,
+                inv,
+                |original, approved| async move { self.decide_again(original, approved, inv).await },
+            )
+            .await);
+        }
         match selfheal_core::episode::verification_in(&event) {
             Some(Ok(v)) => return self.verify_restore(v, &inv).await,
             Some(Err(e)) => {
@@ -747,7 +823,7 @@ impl Function for Deps {
                 let rec = self.common.record(audit.skipped(&reason)).await;
                 Ok(Response::from_audits(vec![rec]))
             }
-            Request::Objects(items) => self.objects(items, &inv).await,
+            Request::Objects(items) => self.objects(items, &inv, None).await,
             Request::Batch(job) => Ok(self.batch(job, &inv).await),
             Request::Report { bucket, key } => self.two_pass(&bucket, &key, &inv).await,
         }

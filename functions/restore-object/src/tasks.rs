@@ -76,6 +76,7 @@ impl Deps {
                         ("batch_job", json!(job_ref.job_id)),
                         ("batch_task", json!(task.task_id)),
                     ],
+                    approval: None,
                 };
                 let ex = match &task.object {
                     Ok(o) => {

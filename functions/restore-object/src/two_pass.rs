@@ -549,6 +549,7 @@ impl Deps {
                 ("report_line", json!(row.line)),
                 ("first_pass", json!(verdict)),
             ],
+            approval: None,
         };
         let ex = self
             .examine_with(TRIGGER, bucket, key, inv, cache, &asked)
