@@ -23,12 +23,12 @@ use serde_json::{json, Value};
 
 const MIB: usize = 1024 * 1024;
 
+/// Issue 17: graduated autonomy.
+mod autonomy;
 /// Issue 16: S3 Batch Operations and the two-pass mode.
 mod batch;
 /// Issue 14: every restore is followed up.
 mod follow_up;
-/// Issue 17: graduated autonomy.
-mod autonomy;
 
 struct World {
     sdk: SdkConfig,
