@@ -801,6 +801,40 @@ fn alarm_name(ev: &Value) -> String {
     parse_alarms(ev).expect("parses").remove(0).name
 }
 
+/// What a reboot's verification costs (issue 14) when it finds the instance healed. Printed
+/// for the closing note; asserted loosely.
+#[tokio::test]
+async fn a_reboot_verification_costs_these_calls() {
+    let w = World::new().await;
+    let schedules = Schedules::new(&w.sdk).await;
+    let deps = w.followed(&schedules, &[]);
+    let id = w.instance(true).await;
+    let ev = w.alarm_event("reboot-instance-eventbridge.json", &id).await;
+    let first = one(run(&deps, ev.clone()).await.unwrap());
+    assert_eq!(first.decision, Outcome::Acted, "{first:?}");
+    let alarm = alarm_name(&ev);
+    w.set_alarm(&alarm, StateValue::Ok).await;
+    let needles = [
+        id.as_str(),
+        alarm.as_str(),
+        w.table.as_str(),
+        schedules.group.as_str(),
+    ];
+    // The test reads the stored schedule first (Scheduler would deliver it): not counted.
+    let verify = schedules.only_event().await;
+    let before = operations(&needles).len();
+    let rec = one(run(&deps, verify).await.unwrap());
+    assert_eq!(rec.outcome, Some(Heal::Healed), "{rec:?}");
+    let ops = operations(&needles)[before..].to_vec();
+    let has = |op: &str| ops.iter().any(|o| o == op);
+    assert!(
+        has("DescribeAlarms") && has("DescribeInstanceStatus"),
+        "{ops:?}"
+    );
+    assert!(!has("RebootInstances") && !has("CreateSchedule"), "{ops:?}");
+    eprintln!("VERIFY-CALLS reboot-instance healed: {} {ops:?}", ops.len());
+}
+
 #[tokio::test]
 async fn a_reboot_is_verified_healed_from_the_alarm_and_the_status_checks() {
     let w = World::new().await;

@@ -1056,43 +1056,6 @@ async fn scale_in_never_grows_a_group_someone_shrank_meanwhile() {
     assert_eq!(rec.decision, Outcome::Skipped, "{rec:?}");
 }
 
-/// The AWS operations the emulator received that mention any of `needles`, in order.
-fn operations(needles: &[&str]) -> Vec<String> {
-    recorded_requests(&[])
-        .iter()
-        .filter_map(|r| {
-            let raw = r["body"].as_str().unwrap_or_default();
-            let body = if r["body_encoded"].as_bool() == Some(true) {
-                use base64::Engine;
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(raw)
-                    .unwrap_or_default();
-                String::from_utf8_lossy(&bytes).into_owned()
-            } else {
-                raw.to_string()
-            };
-            let url = r["url"].as_str().unwrap_or_default();
-            let target = r["headers"]["X-Amz-Target"].as_str().unwrap_or_default();
-            let hay = format!("{url} {target} {body}");
-            if !needles.iter().any(|n| hay.contains(n)) {
-                return None;
-            }
-            let op = if let Some((_, op)) = target.rsplit_once('.') {
-                op.to_string()
-            } else if let Some(a) = body.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
-                a.to_string()
-            } else {
-                url.rsplit("/operation/")
-                    .next()?
-                    .split('?')
-                    .next()?
-                    .to_string()
-            };
-            Some(op)
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn one_resize_costs_these_calls_in_this_order() {
     let w = World::new().await;
@@ -1161,6 +1124,51 @@ fn set_alarm(w: &World, name: &str, state: StateValue) -> impl std::future::Futu
             .await
             .expect("set alarm state");
     }
+}
+
+/// What a verification costs (issue 14): one that finds the alarm still in ALARM and takes
+/// the next step, and one that finds it healed. Printed for the closing note; asserted loosely.
+#[tokio::test]
+async fn a_verification_costs_these_calls() {
+    let w = World::new().await;
+    let schedules = Schedules::new(&w.sdk).await;
+    let deps = followed(&w, &schedules, &[]);
+    let g = w.group(1, 10, 2, true).await;
+    let (ev, alarm) = w.alarm_event("scale-group-eventbridge.json", &g).await;
+    let first = run_one(&deps, ev).await;
+    assert_eq!(first.decision, Outcome::Acted, "{first:?}");
+    let needles = [
+        g.as_str(),
+        alarm.as_str(),
+        w.table.as_str(),
+        schedules.group.as_str(),
+    ];
+    // The test reads the stored schedule first (Scheduler would deliver it): not counted.
+    let verify = schedules.only_event().await;
+    let before = operations(&needles).len();
+    let step = run_one(&deps, verify).await;
+    assert_eq!(step.decision, Outcome::Acted, "{step:?}");
+    let stepping = operations(&needles)[before..].to_vec();
+    set_alarm(&w, &alarm, StateValue::Ok).await;
+    let verify = schedules.only_event().await;
+    let before = operations(&needles).len();
+    let healed = run_one(&deps, verify).await;
+    assert_eq!(healed.outcome, Some(Heal::Healed), "{healed:?}");
+    let healing = operations(&needles)[before..].to_vec();
+    let has = |ops: &[String], op: &str| ops.iter().any(|o| o == op);
+    assert!(has(&healing, "DescribeAlarms"), "{healing:?}");
+    assert!(!has(&healing, "SetDesiredCapacity"), "{healing:?}");
+    assert!(!has(&healing, "CreateSchedule"), "{healing:?}");
+    assert!(has(&stepping, "SetDesiredCapacity"), "{stepping:?}");
+    assert!(has(&stepping, "CreateSchedule"), "{stepping:?}");
+    eprintln!(
+        "VERIFY-CALLS scale-group healed: {} {healing:?}",
+        healing.len()
+    );
+    eprintln!(
+        "VERIFY-CALLS scale-group next step: {} {stepping:?}",
+        stepping.len()
+    );
 }
 
 #[tokio::test]

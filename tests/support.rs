@@ -266,6 +266,54 @@ pub fn recorded_requests(needles: &[&str]) -> Vec<Value> {
         .collect()
 }
 
+/// The AWS operations the emulator received that mention any of `needles`, in order (the
+/// request log is shared by every test running at once: the needles pick one test's resources).
+pub fn operations(needles: &[&str]) -> Vec<String> {
+    recorded_requests(&[])
+        .iter()
+        .filter_map(|r| {
+            let raw = r["body"].as_str().unwrap_or_default();
+            let body = if r["body_encoded"].as_bool() == Some(true) {
+                use base64::Engine;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(raw)
+                    .unwrap_or_default();
+                String::from_utf8_lossy(&bytes).into_owned()
+            } else {
+                raw.to_string()
+            };
+            let url = r["url"].as_str().unwrap_or_default();
+            let target = r["headers"]["X-Amz-Target"].as_str().unwrap_or_default();
+            let hay = format!("{url} {target} {body}");
+            if !needles.iter().any(|n| hay.contains(n)) {
+                return None;
+            }
+            let method = r["method"].as_str().unwrap_or_default();
+            let op = if url.contains("/schedules/") {
+                // EventBridge Scheduler is REST: the method names the operation.
+                match method {
+                    "POST" => "CreateSchedule",
+                    "DELETE" => "DeleteSchedule",
+                    "PUT" => "UpdateSchedule",
+                    _ => "GetSchedule",
+                }
+                .to_string()
+            } else if let Some((_, op)) = target.rsplit_once('.') {
+                op.to_string()
+            } else if let Some(a) = body.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
+                a.to_string()
+            } else {
+                url.rsplit("/operation/")
+                    .next()?
+                    .split('?')
+                    .next()?
+                    .to_string()
+            };
+            Some(op)
+        })
+        .collect()
+}
+
 /// A schedule group of its own in the emulator, for the follow-ups of one test. The emulator
 /// stores schedules but never fires them: a test reads a schedule back and invokes the handler
 /// with exactly its target's input.
