@@ -241,13 +241,31 @@ pub async fn start_request_log() {
     );
 }
 
+/// The requests on one line of the emulator's log. The emulator's threads append entries
+/// with buffered writes, so under parallel tests a long entry is sometimes split around a
+/// short one, which then sits mid-line after a fragment: every complete entry on the line is
+/// recovered (a fragment is not an entry and is dropped).
+fn entries(line: &str) -> Vec<Value> {
+    if let Ok(v) = serde_json::from_str::<Value>(line) {
+        return vec![v];
+    }
+    line.match_indices("{\"headers\"")
+        .filter_map(|(i, _)| {
+            serde_json::Deserializer::from_str(&line[i..])
+                .into_iter::<Value>()
+                .next()
+                .and_then(Result::ok)
+        })
+        .collect()
+}
+
 /// Every request the emulator recorded whose URL or body contains all of `needles`.
 pub fn recorded_requests(needles: &[&str]) -> Vec<Value> {
     let path = std::env::var("SELFHEAL_EMULATOR_REQUEST_LOG")
         .expect("SELFHEAL_EMULATOR_REQUEST_LOG (set by scripts/with-moto.sh)");
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     text.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .flat_map(entries)
         .filter(|r| {
             let raw = r["body"].as_str().unwrap_or_default();
             let body = if r["body_encoded"].as_bool() == Some(true) {
