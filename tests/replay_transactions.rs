@@ -2392,15 +2392,7 @@ async fn no_loss_seed(fifo: bool, seed: u64, n: usize) -> SeedFigures {
 
 /// The JSON body of a recorded request (S3 PUT bodies may be base64 or aws-chunked).
 fn request_json(r: &Value) -> Value {
-    let raw = r["body"].as_str().unwrap_or_default();
-    let body = if r["body_encoded"].as_bool() == Some(true) {
-        base64::engine::general_purpose::STANDARD
-            .decode(raw)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    } else {
-        raw.to_string()
-    };
+    let body = request_body(r);
     let (Some(a), Some(b)) = (body.find('{'), body.rfind('}')) else {
         return Value::Null;
     };

@@ -241,6 +241,20 @@ pub async fn start_request_log() {
     );
 }
 
+/// The body of a recorded request as text (the recorder base64-encodes binary bodies).
+pub fn request_body(r: &Value) -> String {
+    use base64::Engine;
+    let raw = r["body"].as_str().unwrap_or_default();
+    if r["body_encoded"].as_bool() == Some(true) {
+        base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    } else {
+        raw.to_string()
+    }
+}
+
 /// The requests on one line of the emulator's log. The emulator's threads append entries
 /// with buffered writes, so under parallel tests a long entry is sometimes split around a
 /// short one, which then sits mid-line after a fragment: every complete entry on the line is
@@ -267,16 +281,7 @@ pub fn recorded_requests(needles: &[&str]) -> Vec<Value> {
     text.lines()
         .flat_map(entries)
         .filter(|r| {
-            let raw = r["body"].as_str().unwrap_or_default();
-            let body = if r["body_encoded"].as_bool() == Some(true) {
-                use base64::Engine;
-                base64::engine::general_purpose::STANDARD
-                    .decode(raw)
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default()
-            } else {
-                raw.to_string()
-            };
+            let body = request_body(r);
             let target = r["headers"]["X-Amz-Target"].as_str().unwrap_or_default();
             let hay = format!("{} {target} {body}", r["url"].as_str().unwrap_or_default());
             needles.iter().all(|n| hay.contains(n))
@@ -290,16 +295,7 @@ pub fn operations(needles: &[&str]) -> Vec<String> {
     recorded_requests(&[])
         .iter()
         .filter_map(|r| {
-            let raw = r["body"].as_str().unwrap_or_default();
-            let body = if r["body_encoded"].as_bool() == Some(true) {
-                use base64::Engine;
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(raw)
-                    .unwrap_or_default();
-                String::from_utf8_lossy(&bytes).into_owned()
-            } else {
-                raw.to_string()
-            };
+            let body = request_body(r);
             let url = r["url"].as_str().unwrap_or_default();
             let target = r["headers"]["X-Amz-Target"].as_str().unwrap_or_default();
             let hay = format!("{url} {target} {body}");

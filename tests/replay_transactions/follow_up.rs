@@ -269,41 +269,6 @@ async fn a_verification_for_an_action_the_ledger_does_not_know_is_refused() {
     assert_eq!(notices[0].1["code"], "unknown-action");
 }
 
-/// The AWS operations the emulator received that mention any of `needles`, in order.
-fn operations(needles: &[&str]) -> Vec<String> {
-    recorded_requests(&[])
-        .iter()
-        .filter_map(|r| {
-            let raw = r["body"].as_str().unwrap_or_default();
-            let body = if r["body_encoded"].as_bool() == Some(true) {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(raw)
-                    .unwrap_or_default();
-                String::from_utf8_lossy(&bytes).into_owned()
-            } else {
-                raw.to_string()
-            };
-            let url = r["url"].as_str().unwrap_or_default();
-            let target = r["headers"]["X-Amz-Target"].as_str().unwrap_or_default();
-            if !needles.iter().any(|n| url.contains(n) || body.contains(n)) {
-                return None;
-            }
-            if let Some((_, op)) = target.rsplit_once('.') {
-                return Some(op.to_string());
-            }
-            // Scheduler is a REST API: the method says which call.
-            url.contains("/schedules/").then(|| {
-                match r["method"].as_str().unwrap_or_default() {
-                    "POST" => "CreateSchedule",
-                    "DELETE" => "DeleteSchedule",
-                    _ => "GetSchedule",
-                }
-                .to_string()
-            })
-        })
-        .collect()
-}
-
 fn count(ops: &[String], op: &str) -> usize {
     ops.iter().filter(|o| *o == op).count()
 }
