@@ -26,6 +26,8 @@ import sys
 import time
 import urllib.request
 
+from request_log import entries as request_log_entries
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # ---- prices (us-east-1, USD) ------------------------------------------------------------
@@ -64,11 +66,7 @@ ASSUME = {
 
 
 def request_log():
-    path = os.environ.get("SELFHEAL_EMULATOR_REQUEST_LOG")
-    if not path or not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip().startswith("{")]
+    return request_log_entries()
 
 
 def kind(r):

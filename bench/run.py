@@ -96,6 +96,9 @@ def function_env(extra=None):
         "SELFHEAL_REPLAY_PROCESSING_QUEUE_URL": f"{endpoint}/123456789012/bench-processing",
         "SELFHEAL_REPLAY_PARKING": "s3://bench-parking/parked/",
         "SELFHEAL_RESTORE_SCRUB_TARGETS": "bench-scrub",
+        # The bench measures the acting path: with the template's first-dry-run level the first
+        # occurrence on a target would be a dry run (issue 17).
+        "SELFHEAL_AUTONOMY": "auto",
     })
     env.update(extra or {})
     return env

@@ -17,6 +17,8 @@ import subprocess
 import time
 import urllib.request
 
+from request_log import entries as request_log_entries
+
 from boto3.s3.transfer import TransferConfig
 
 GIB = 1 << 30
@@ -101,30 +103,22 @@ def replay_drain(messages):
 
 
 def _request_log():
-    path = os.environ.get("SELFHEAL_EMULATOR_REQUEST_LOG")
-    if not path or not os.path.exists(path):
-        return []
     out = []
-    with open(path) as f:
-        for line in f:
+    for r in request_log_entries():
+        target = r.get("headers", {}).get("X-Amz-Target", "")
+        body = r.get("body") or ""
+        if r.get("body_encoded"):
             try:
-                r = json.loads(line)
+                body = base64.b64decode(body).decode("utf-8", "replace")
             except ValueError:
-                continue
-            target = r.get("headers", {}).get("X-Amz-Target", "")
-            body = r.get("body") or ""
-            if r.get("body_encoded"):
-                try:
-                    body = base64.b64decode(body).decode("utf-8", "replace")
-                except ValueError:
-                    body = ""
-            m = re.search(r"(?:^|&)Action=([A-Za-z]+)", body) or re.search(r"[?&]Action=([A-Za-z]+)", r.get("url", ""))
-            if target:
-                out.append(target.split(".")[-1])
-            elif m:
-                out.append(m.group(1))
-            else:
-                out.append(r.get("method", "?") + " " + r.get("url", "").split("?")[0].rsplit("/", 1)[-1])
+                body = ""
+        m = re.search(r"(?:^|&)Action=([A-Za-z]+)", body) or re.search(r"[?&]Action=([A-Za-z]+)", r.get("url", ""))
+        if target:
+            out.append(target.split(".")[-1])
+        elif m:
+            out.append(m.group(1))
+        else:
+            out.append(r.get("method", "?") + " " + r.get("url", "").split("?")[0].rsplit("/", 1)[-1])
     return out
 
 
